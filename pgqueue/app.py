@@ -1,0 +1,315 @@
+"""The ``App``: settings, the task registry and the enqueue API (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from . import migrate as _migrate
+from . import producer
+from .db import connect, resolve_dsn, validate_schema
+from .errors import ConfigurationError, InvalidJobError, UnknownTaskError
+from .jobspec import JobSpec, check_queue, check_task_name, to_params
+from .sql import query
+from .tasks import RetryPolicy, Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    """Holds where the database is, the schema, and the registered tasks.
+
+    ``dsn``: libpq string or URI; default ``PGQUEUE_DSN``, ``DATABASE_URL``, then the
+    embedded server (see ``pgqueue.db``). ``schema``: default ``PGQUEUE_SCHEMA`` or
+    ``pgqueue``. ``strict_tasks``: enqueue by name only for registered tasks (set False
+    in a producer that does not import the task code). Nothing connects until first use;
+    a bad schema name raises ``ConfigurationError`` here, a bad DSN on first use.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        schema: str | None = None,
+        strict_tasks: bool = True,
+        pool_max_size: int = 10,
+    ) -> None:
+        self.schema = validate_schema(schema)
+        self._dsn_arg = dsn
+        self._dsn: str | None = None
+        self.strict_tasks = strict_tasks
+        if pool_max_size < 1:
+            raise ConfigurationError("pool_max_size must be at least 1")
+        self.pool_max_size = pool_max_size
+        self.tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._schema_ok = False
+
+    # -- configuration -------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        """The resolved DSN (starting the embedded server if that is the choice)."""
+        if self._dsn is None:
+            self._dsn = resolve_dsn(self._dsn_arg)
+        return self._dsn
+
+    def query(self, name: str) -> str:
+        """A named query from ``pgqueue/sql/queries.sql`` for this app's schema."""
+        return query(self.schema, name)
+
+    # -- tasks ---------------------------------------------------------------------
+    @overload
+    def task(self, func: F) -> Task: ...
+    @overload
+    def task(self, func: None = None, **options: Any) -> Callable[[F], Task]: ...
+
+    def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Register a handler: ``@app.task`` or ``@app.task(queue=..., ...)``.
+
+        Options: ``name`` (default ``module.function``), ``queue``, ``priority``,
+        ``max_attempts``, ``timeout`` (seconds), ``retry`` (``RetryPolicy``),
+        ``no_retry_for`` (exception types that fail the job at once), ``pass_context``
+        (the handler gets a ``JobContext`` first). Raises ``ConfigurationError`` on a
+        bad option or a name registered twice.
+        """
+
+        def register(f: Callable[..., Any]) -> Task:
+            return self._register(f, **options)
+
+        return register(func) if func is not None else register
+
+    def _register(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 20,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        no_retry_for: Sequence[type[BaseException]] = (),
+        pass_context: bool = False,
+    ) -> Task:
+        task_name = name or f"{func.__module__}.{func.__qualname__}".replace("<", "").replace(">", "")
+        try:
+            check_task_name(task_name)
+            check_queue(queue)
+            to_params(JobSpec(task_name, priority=priority, max_attempts=max_attempts))
+        except InvalidJobError as exc:
+            raise ConfigurationError(f"task {task_name!r}: {exc}") from None
+        if timeout is not None and not timeout > 0:
+            raise ConfigurationError(f"task {task_name!r}: timeout must be > 0 seconds")
+        if task_name in self.tasks and self.tasks[task_name].func is not func:
+            raise ConfigurationError(f"task name {task_name!r} is registered twice; pass name=")
+        t = Task(self, task_name, func, queue=queue, priority=priority,
+                 max_attempts=max_attempts, timeout=timeout, retry=retry or RetryPolicy(),
+                 no_retry_for=tuple(no_retry_for), pass_context=pass_context)
+        self.tasks[task_name] = t
+        return t
+
+    # -- building rows ---------------------------------------------------------------
+    def _params(self, spec: JobSpec) -> dict[str, Any]:
+        task = self.tasks.get(spec.task)
+        if task is None and self.strict_tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(
+                f"unknown task {spec.task!r} (registered: {known}); register it with "
+                "@app.task, or use App(strict_tasks=False) to enqueue tasks defined elsewhere"
+            )
+        if task is not None:
+            spec.queue = task.queue if spec.queue is None else spec.queue
+            spec.priority = task.priority if spec.priority is None else spec.priority
+            spec.max_attempts = task.max_attempts if spec.max_attempts is None else spec.max_attempts
+        return to_params(spec)
+
+    def _spec(
+        self, task: Task | str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+        **options: Any,
+    ) -> JobSpec:
+        name = task.name if isinstance(task, Task) else task
+        unknown = set(options) - {"queue", "priority", "run_at", "delay", "max_attempts", "dedupe_key"}
+        if unknown:
+            raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        return JobSpec(name, tuple(args or ()), dict(kwargs or {}), **options)
+
+    # -- sync API ----------------------------------------------------------------------
+    def pool(self) -> ConnectionPool:
+        """pgqueue's own connection pool (autocommit), opened on first use."""
+        with self._lock:
+            if self._pool is None:
+                # One direct connection first: an unreachable server fails here at once
+                # with libpq's own message instead of the pool retrying for 30 s.
+                self._probe()
+                self._pool = ConnectionPool(
+                    self.dsn, min_size=1, max_size=self.pool_max_size,
+                    kwargs={"autocommit": True}, open=False, name="pgqueue",
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def _probe(self) -> str:
+        """Resolve the DSN, connect once and check the schema; fail fast with the cause."""
+        with connect(self.dsn) as conn:
+            self._check_schema_sync(conn)
+        return self.dsn
+
+    def _check_schema_sync(self, conn: Any) -> None:
+        if self._schema_ok:
+            return
+        rows = producer.run_sync(conn, self.query("schema_version_table_exists"), {})
+        revision = None
+        if rows and rows[0][0]:
+            rows = producer.run_sync(conn, self.query("schema_revision"), {})
+            revision = str(rows[0][0]) if rows else None
+        _migrate.check_revision(revision, self.schema)
+        self._schema_ok = True
+
+    def _run(self, sql: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
+        if connection is not None:
+            self._check_schema_sync(connection)
+            return producer.run_sync(connection, sql, params)
+        with self.pool().connection() as conn:
+            self._check_schema_sync(conn)
+            return producer.run_sync(conn, sql, params)
+
+    def enqueue(
+        self,
+        task: Task | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: Any = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+    ) -> int:
+        """Enqueue one job and return its id.
+
+        With ``connection`` the row is written in the caller's transaction (it exists
+        only if that commits); otherwise it is committed before this returns. With a
+        ``dedupe_key`` held by an unfinished job, nothing is written and that job's id
+        is returned. Raises ``InvalidJobError`` (nothing written) for bad input,
+        ``SchemaNotMigrated`` if the schema is missing or old.
+        """
+        params = self._params(self._spec(
+            task, args, kwargs, queue=queue, priority=priority, run_at=run_at, delay=delay,
+            max_attempts=max_attempts, dedupe_key=dedupe_key))
+        rows = self._run(self.query("job_insert"), params, connection)
+        job_id = producer.single_id(rows)
+        if job_id is None:
+            rows = self._run(self.query("job_find_unfinished_by_dedupe_key"), params, connection)
+            job_id = producer.single_id(rows)
+            if job_id is None:
+                raise producer.dedupe_lookup_failed(dedupe_key)
+        return job_id
+
+    def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[int]:
+        """Enqueue many jobs in one statement (one round trip); return the new ids in order.
+
+        All jobs are validated first: one bad job raises ``InvalidJobError`` and none is
+        written. Jobs skipped because their dedupe key is held are not in the result.
+        """
+        params = [self._params(spec) for spec in jobs]
+        if not params:
+            return []
+        rows = self._run(self.query("job_insert_many"), producer.batch_param(params), connection)
+        return [int(r[0]) for r in rows]
+
+    def migrate(self) -> tuple[str | None, str]:
+        """Upgrade the schema to this pgqueue's revision (see ``pgqueue.migrate.upgrade``)."""
+        result = _migrate.upgrade(self.dsn, self.schema)
+        self._schema_ok = False
+        return result
+
+    def close(self) -> None:
+        """Close pgqueue's own pools (a caller's connections are never touched)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    # -- async API -----------------------------------------------------------------------
+    async def apool(self) -> AsyncConnectionPool:
+        """pgqueue's own async pool (autocommit), opened on first use."""
+        if self._apool is None:
+            dsn = await asyncio.to_thread(self._probe)
+            pool = AsyncConnectionPool(
+                dsn, min_size=1, max_size=self.pool_max_size,
+                kwargs={"autocommit": True}, open=False, name="pgqueue-async",
+            )
+            if self._apool is None:
+                self._apool = pool
+                await pool.open(wait=False)
+        return self._apool
+
+    async def _check_schema_async(self, conn: Any) -> None:
+        if self._schema_ok:
+            return
+        rows = await producer.run_async(conn, self.query("schema_version_table_exists"), {})
+        revision = None
+        if rows and rows[0][0]:
+            rows = await producer.run_async(conn, self.query("schema_revision"), {})
+            revision = str(rows[0][0]) if rows else None
+        _migrate.check_revision(revision, self.schema)
+        self._schema_ok = True
+
+    async def _arun(self, sql: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
+        if connection is not None:
+            await self._check_schema_async(connection)
+            return await producer.run_async(connection, sql, params)
+        async with (await self.apool()).connection() as conn:
+            await self._check_schema_async(conn)
+            return await producer.run_async(conn, sql, params)
+
+    async def enqueue_async(
+        self,
+        task: Task | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: Any = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+    ) -> int:
+        """``enqueue`` for asyncio code; ``connection`` is an async connection or session."""
+        params = self._params(self._spec(
+            task, args, kwargs, queue=queue, priority=priority, run_at=run_at, delay=delay,
+            max_attempts=max_attempts, dedupe_key=dedupe_key))
+        rows = await self._arun(self.query("job_insert"), params, connection)
+        job_id = producer.single_id(rows)
+        if job_id is None:
+            rows = await self._arun(self.query("job_find_unfinished_by_dedupe_key"), params, connection)
+            job_id = producer.single_id(rows)
+            if job_id is None:
+                raise producer.dedupe_lookup_failed(dedupe_key)
+        return job_id
+
+    async def enqueue_many_async(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[int]:
+        """``enqueue_many`` for asyncio code."""
+        params = [self._params(spec) for spec in jobs]
+        if not params:
+            return []
+        rows = await self._arun(self.query("job_insert_many"), producer.batch_param(params), connection)
+        return [int(r[0]) for r in rows]
+
+    async def aclose(self) -> None:
+        """Close the async pool (and the sync one)."""
+        pool, self._apool = self._apool, None
+        if pool is not None:
+            await pool.close()
+        self.close()

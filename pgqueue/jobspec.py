@@ -1,0 +1,167 @@
+"""What a job is before it is a row: ``JobSpec`` and its validation.
+
+Validation happens before anything is sent, so bad input raises ``InvalidJobError``
+(naming the argument or option and the fix) and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidJobError
+
+QUEUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
+PRIORITY_RANGE = (-32768, 32767)
+
+
+@dataclass
+class JobSpec:
+    """One job to enqueue. ``None`` options take the task's (or pgqueue's) defaults."""
+
+    task: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay: float | None = None
+    max_attempts: int | None = None
+    dedupe_key: str | None = None
+
+
+def check_queue(queue: object) -> str:
+    """Return ``queue`` if it is a valid queue name, else raise ``InvalidJobError``."""
+    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+        raise InvalidJobError(
+            f"invalid queue name {queue!r}: start with a letter or underscore, then letters, "
+            "digits, '_', '.', '-'; at most 63 characters (e.g. 'emails')"
+        )
+    return queue
+
+
+def check_task_name(name: object) -> str:
+    """Return ``name`` if it is a valid task name, else raise ``InvalidJobError``."""
+    if not isinstance(name, str) or not TASK_RE.match(name):
+        raise InvalidJobError(
+            f"invalid task name {name!r}: start with a letter or underscore, then letters, "
+            "digits, '_', '.', ':', '-'; at most 200 characters (e.g. 'emails.send')"
+        )
+    return name
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def _why_not_json(value: Any) -> str | None:
+    """None if ``value`` round-trips as JSON, else a short reason."""
+    try:
+        text = _dumps(value)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc)
+        if "Out of range float" in reason:
+            reason = "NaN and infinity are not JSON"
+        return reason
+    del text
+    key = _non_string_key(value)
+    if key is not None:
+        return f"dict key {key!r} is not a string; JSON would silently turn it into one"
+    return None
+
+
+def _non_string_key(value: Any) -> object | None:
+    """The first dict key inside ``value`` that is not a string, if any."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return key if key is not None else "None"
+            found = _non_string_key(item)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found = _non_string_key(item)
+            if found is not None:
+                return found
+    return None
+
+
+def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    """JSON text for the args array and kwargs object.
+
+    Raises ``InvalidJobError`` naming the first argument that is not JSON.
+    """
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise InvalidJobError(f"args of task {task!r} must be a list or tuple, got {type(args).__name__}")
+    if not isinstance(kwargs, Mapping):
+        raise InvalidJobError(f"kwargs of task {task!r} must be a dict, got {type(kwargs).__name__}")
+    for i, value in enumerate(args):
+        reason = _why_not_json(value)
+        if reason:
+            raise InvalidJobError(
+                f"argument {i} of task {task!r} is not JSON ({reason}); pass plain "
+                "str/int/float/bool/None/list/dict values, e.g. a datetime as .isoformat()"
+            )
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise InvalidJobError(f"keyword argument names of task {task!r} must be strings, got {key!r}")
+        reason = _why_not_json(value)
+        if reason:
+            raise InvalidJobError(
+                f"argument {key!r} of task {task!r} is not JSON ({reason}); pass plain "
+                "str/int/float/bool/None/list/dict values, e.g. a datetime as .isoformat()"
+            )
+    return _dumps(list(args)), _dumps(dict(kwargs))
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidJobError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def to_params(spec: JobSpec) -> dict[str, Any]:
+    """Validated query parameters for one job (see ``job_insert`` in queries.sql)."""
+    task = check_task_name(spec.task)
+    queue = check_queue(spec.queue if spec.queue is not None else "default")
+    priority = _check_int("priority", 0 if spec.priority is None else spec.priority, *PRIORITY_RANGE)
+    max_attempts = _check_int(
+        "max_attempts", 20 if spec.max_attempts is None else spec.max_attempts, 1, 1_000_000
+    )
+    if spec.run_at is not None and spec.delay is not None:
+        raise InvalidJobError("give run_at or delay, not both")
+    if spec.run_at is not None:
+        if not isinstance(spec.run_at, datetime) or spec.run_at.tzinfo is None:
+            raise InvalidJobError(
+                "run_at must be a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
+            )
+    delay = 0.0 if spec.delay is None else spec.delay
+    if (
+        isinstance(delay, bool)
+        or not isinstance(delay, (int, float))
+        or not math.isfinite(delay)
+        or delay < 0
+    ):
+        raise InvalidJobError(f"delay must be a number of seconds >= 0, got {spec.delay!r}")
+    key = spec.dedupe_key
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
+        raise InvalidJobError("dedupe_key must be a non-empty string of at most 500 characters")
+    args, kwargs = encode_arguments(task, spec.args, spec.kwargs)
+    return {
+        "queue": queue,
+        "task": task,
+        "args": args,
+        "kwargs": kwargs,
+        "priority": priority,
+        "run_at": spec.run_at,
+        "delay": float(delay),
+        "max_attempts": max_attempts,
+        "dedupe_key": key,
+    }

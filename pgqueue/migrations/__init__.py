@@ -1,0 +1,1 @@
+"""Alembic environment and revisions for pgqueue's schema (shipped inside the wheel)."""

@@ -1,0 +1,47 @@
+"""Alembic environment: pgqueue calls it through ``pgqueue.migrate``, never ``alembic`` directly.
+
+The version table lives inside the pgqueue schema so it never meets the application's
+own alembic history. Online runs take a transaction-scoped advisory lock first, so two
+``pgqueue migrate`` at once are safe: the second waits, then finds nothing to do.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+config = context.config
+schema: str = config.attributes["schema"]
+lock_key = f"pgqueue.migrate.{schema}"
+
+
+def run_offline() -> None:
+    context.configure(
+        url="postgresql://",
+        literal_binds=True,
+        version_table_schema=schema,
+        transactional_ddl=True,
+    )
+    with context.begin_transaction():
+        context.execute(f"SELECT pg_advisory_xact_lock(hashtext('{lock_key}'))")
+        context.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        version_table_schema=schema,
+        transactional_ddl=True,
+    )
+    with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key})
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,174 @@
+-- Every statement pgqueue runs. One place, named table-first.
+-- Placeholders: {schema} (quoted schema name), {channel} (NOTIFY channel), %(x)s (bound).
+-- Fencing: every write after a claim matches id AND attempt AND state = 'running'.
+-- "attempt" counts claims and is the fencing token; error_count and lost_count count
+-- what used an attempt up (a shutdown release uses none).
+
+-- name: schema_version_table_exists
+-- to_regclass keeps the check safe inside a caller's transaction: a missing table is
+-- NULL, not an error that would abort their transaction.
+SELECT to_regclass('{schema}.alembic_version') IS NOT NULL AS present;
+
+-- name: schema_revision
+SELECT version_num FROM {schema}.alembic_version;
+
+-- name: job_insert
+-- ON CONFLICT targets the partial unique index on unfinished dedupe keys; a row that
+-- loses the race returns nothing and the caller looks the existing job up.
+INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts, dedupe_key)
+VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+        COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+        %(max_attempts)s, %(dedupe_key)s)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
+DO NOTHING
+RETURNING id;
+
+-- name: job_find_unfinished_by_dedupe_key
+SELECT id FROM {schema}.jobs
+WHERE dedupe_key = %(dedupe_key)s AND state IN ('queued', 'running');
+
+-- name: job_insert_many
+-- One round trip for any number of jobs: the batch travels as one jsonb array.
+-- RETURNING follows the input order; jobs skipped by a dedupe key are left out.
+INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts, dedupe_key)
+SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
+       COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts, j.dedupe_key
+FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
+         AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
+             run_at timestamptz, delay float8, max_attempts integer, dedupe_key text))
+     WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
+                          max_attempts, dedupe_key, ord)
+ORDER BY j.ord
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
+DO NOTHING
+RETURNING id;
+
+-- name: job_get
+SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
+       error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
+       created_at, started_at, finished_at
+FROM {schema}.jobs WHERE id = %(id)s;
+
+-- name: job_claim_batch
+-- SKIP LOCKED lets many workers claim at once without waiting on each other. The
+-- inner SELECT walks jobs_claim_idx (queue, priority DESC, run_at, id) WHERE
+-- state = 'queued' in order and stops at LIMIT; tests/integration/test_explain.py
+-- keeps it that way.
+WITH picked AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= now()
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
+    started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
+          j.error_count, j.lost_count, j.priority;
+
+-- name: job_next_run_at
+-- When the worker should wake up next if nothing is notified: the earliest queued job.
+SELECT min(run_at) AS next_run_at FROM {schema}.jobs
+WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]);
+
+-- name: job_complete_fenced
+-- Batched completion. A row that does not match (id, attempt, running) is a job whose
+-- lease was lost: it is left alone and missing from RETURNING.
+UPDATE {schema}.jobs AS j
+SET state = 'succeeded', finished_at = now(), result = d.result,
+    lease_expires_at = NULL
+FROM jsonb_to_recordset(%(done)s::jsonb) AS d(id bigint, attempt integer, result jsonb)
+WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id;
+
+-- name: job_fail_fenced
+-- One failed attempt: back to queued after the backoff, or to failed (the dead letter)
+-- when the attempts are used up or the error is final.
+UPDATE {schema}.jobs
+SET error_count = error_count + 1,
+    state = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                 THEN 'failed' ELSE 'queued' END,
+    run_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                  THEN run_at ELSE now() + make_interval(secs => %(backoff)s::float8) END,
+    finished_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                       THEN now() END,
+    errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('at', now())),
+    lease_expires_at = NULL, worker_id = NULL
+WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'
+RETURNING state, run_at;
+
+-- name: job_heartbeat_fenced
+-- Renews every lease a worker holds in one statement; ids missing from RETURNING were lost.
+UPDATE {schema}.jobs AS j
+SET lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
+WHERE j.id = h.id AND j.attempt = h.attempt AND j.state = 'running'
+RETURNING j.id;
+
+-- name: job_release_fenced
+-- Shutdown: hand unfinished jobs back at once. Uses no attempt (counters untouched);
+-- the claim counter still moves on next time, so the old token stays dead.
+WITH released AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'queued', run_at = now(), lease_expires_at = NULL, worker_id = NULL,
+        started_at = NULL
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
+    WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'
+    RETURNING j.id, j.queue
+)
+SELECT id, pg_notify('{channel}', queue) FROM released;
+
+-- name: job_reap_expired
+-- Maintenance: jobs whose lease ran out belonged to a worker that died or froze.
+-- Back to queued (notified), or failed with reason "lost" when attempts are used up.
+-- SKIP LOCKED and LIMIT keep each pass short and safe beside running workers.
+WITH expired AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), reaped AS (
+    UPDATE {schema}.jobs AS j
+    SET lost_count = j.lost_count + 1,
+        state = CASE WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
+                     THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
+                           THEN now() END,
+        run_at = now(),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'kind', 'lost', 'at', now(), 'worker', j.worker_id,
+            'message', 'lease lost: the worker stopped renewing it (crashed, killed or frozen)')),
+        lease_expires_at = NULL, worker_id = NULL
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.queue, j.state
+)
+SELECT id, state, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
+FROM reaped;
+
+-- name: maintenance_try_lock
+-- One worker at a time runs a maintenance pass; the lock ends with the transaction.
+SELECT pg_try_advisory_xact_lock(hashtext(%(key)s)) AS locked;
+
+-- name: worker_register
+INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s);
+
+-- name: worker_heartbeat
+UPDATE {schema}.workers SET last_heartbeat_at = now() WHERE id = %(id)s;
+
+-- name: worker_delete
+DELETE FROM {schema}.workers WHERE id = %(id)s;
+
+-- name: worker_prune_dead
+DELETE FROM {schema}.workers
+WHERE last_heartbeat_at < now() - make_interval(secs => %(older_than)s::float8)
+RETURNING id;
+
+-- name: queue_stats_list
+SELECT queue, state, jobs, oldest_age_seconds FROM {schema}.queue_stats
+ORDER BY queue, state;

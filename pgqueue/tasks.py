@@ -1,0 +1,103 @@
+"""Tasks: a registered function with its defaults, and the retry policy.
+
+``@app.task`` wraps a function in a ``Task``. Calling the task runs the function here
+and now; ``defer``/``defer_async`` enqueue it; ``spec`` builds a ``JobSpec`` for
+``enqueue_many``; ``options`` overrides defaults (queue, priority, connection, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .jobspec import JobSpec
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: ``base * factor**(n-1)`` capped at ``max_delay``.
+
+    ``jitter`` is the fraction of the delay drawn at random (0.25 means the delay lands
+    between 75% and 100% of the computed value), so a burst of failures does not come
+    back as a burst.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.factor < 1 or self.max_delay < 0:
+            raise ValueError("RetryPolicy needs base >= 0, factor >= 1 and max_delay >= 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("RetryPolicy.jitter is a fraction between 0 and 1")
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure (1 for the first)."""
+        exponent = max(failures - 1, 0)
+        raw = self.max_delay if exponent > 64 else self.base * self.factor**exponent
+        capped = min(raw, self.max_delay)
+        return capped * (1 - self.jitter * random.random())
+
+
+@dataclass
+class Task:
+    """A function registered on an ``App``, with the defaults its jobs get."""
+
+    app: App
+    name: str
+    func: Callable[..., Any]
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 20
+    timeout: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    no_retry_for: tuple[type[BaseException], ...] = ()
+    pass_context: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        """True for ``async def`` handlers (run as asyncio tasks, not in threads)."""
+        return inspect.iscoroutinefunction(self.func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def spec(self, *args: Any, **kwargs: Any) -> JobSpec:
+        """A ``JobSpec`` with this task's defaults, for ``App.enqueue_many``."""
+        return JobSpec(self.name, args, kwargs, queue=self.queue, priority=self.priority,
+                       max_attempts=self.max_attempts)
+
+    def defer(self, *args: Any, **kwargs: Any) -> int:
+        """Enqueue with the task's defaults on pgqueue's own pool; returns the job id."""
+        return self.app.enqueue(self, args, kwargs)
+
+    async def defer_async(self, *args: Any, **kwargs: Any) -> int:
+        """``defer`` for asyncio code."""
+        return await self.app.enqueue_async(self, args, kwargs)
+
+    def options(self, **options: Any) -> BoundTask:
+        """Override enqueue options: queue, priority, run_at, delay, max_attempts,
+        dedupe_key, connection. ``add.options(connection=conn).defer(1, 2)``."""
+        return BoundTask(self, options)
+
+
+@dataclass(frozen=True)
+class BoundTask:
+    """A task with enqueue options fixed; see ``Task.options``."""
+
+    task: Task
+    opts: dict[str, Any]
+
+    def defer(self, *args: Any, **kwargs: Any) -> int:
+        return self.task.app.enqueue(self.task, args, kwargs, **self.opts)
+
+    async def defer_async(self, *args: Any, **kwargs: Any) -> int:
+        return await self.task.app.enqueue_async(self.task, args, kwargs, **self.opts)
