@@ -9,7 +9,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgcluster import PgCluster
+
+from tests.pgcluster import PgCluster
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 

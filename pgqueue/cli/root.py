@@ -54,11 +54,12 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 
 
 def _register() -> None:
-    from . import enqueue, migrate, status
+    from . import enqueue, migrate, status, work
 
     cli.add_command(migrate.migrate)
     cli.add_command(enqueue.enqueue)
     cli.add_command(status.status)
+    cli.add_command(work.work)
 
 
 _register()

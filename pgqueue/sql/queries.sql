@@ -69,9 +69,10 @@ WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
           j.error_count, j.lost_count, j.priority;
 
--- name: job_next_run_at
--- When the worker should wake up next if nothing is notified: the earliest queued job.
-SELECT min(run_at) AS next_run_at FROM {schema}.jobs
+-- name: job_seconds_to_next
+-- Asked only by an idle worker: seconds until the earliest queued job of its queues is
+-- due (NULL if none), measured on the server's clock so worker clocks do not matter.
+SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS seconds FROM {schema}.jobs
 WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]);
 
 -- name: job_complete_fenced
@@ -101,12 +102,22 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'
 RETURNING state, run_at;
 
 -- name: job_heartbeat_fenced
--- Renews every lease a worker holds in one statement; ids missing from RETURNING were lost.
+-- Renews every lease a worker holds in one statement; ids missing from RETURNING were
+-- lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
 UPDATE {schema}.jobs AS j
-SET lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
+SET lease_expires_at = GREATEST(j.lease_expires_at,
+                                now() + make_interval(secs => %(lease)s::float8))
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
 WHERE j.id = h.id AND j.attempt = h.attempt AND j.state = 'running'
 RETURNING j.id;
+
+-- name: job_extend_lease_fenced
+-- A handler asks for more time for its own job; no row means the lease is already lost.
+UPDATE {schema}.jobs
+SET lease_expires_at = GREATEST(lease_expires_at,
+                                now() + make_interval(secs => %(seconds)s::float8))
+WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'
+RETURNING lease_expires_at;
 
 -- name: job_release_fenced
 -- Shutdown: hand unfinished jobs back at once. Uses no attempt (counters untouched);

@@ -1,0 +1,5 @@
+"""``python -m pgqueue.cli`` runs the command line (used by ``work --processes``)."""
+
+from . import main
+
+main()

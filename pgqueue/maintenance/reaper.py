@@ -1,0 +1,73 @@
+"""The reaper: expired leases go back to ``queued`` (or to ``failed`` with reason "lost").
+
+Runs every ``interval`` in each worker; a transaction-scoped advisory lock lets one
+worker at a time do the pass, the others skip it. Each pass handles at most ``limit``
+jobs per statement and repeats while a full batch came back. Also removes workers that
+stopped heartbeating. A pass that fails (database away) is logged and tried next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..db import first_line
+from ..sql import query
+
+log = logging.getLogger("pgqueue.maintenance")
+
+
+class Reaper:
+    def __init__(
+        self, pool: AsyncConnectionPool, schema: str, interval: float,
+        dead_worker_after: float, limit: int = 1000,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.interval = interval
+        self.dead_worker_after = dead_worker_after
+        self.limit = limit
+        self.requeued = 0
+        self.failed = 0
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except psycopg.Error as exc:
+                log.warning("maintenance pass failed: %s", first_line(exc))
+
+    async def run_once(self) -> int:
+        """One pass; returns how many expired jobs it handled (0 if another worker holds the lock)."""
+        handled = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(query(self.schema, "maintenance_try_lock"),
+                                     {"key": f"{self.schema}.maintenance"})
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                return 0
+            while True:
+                cur = await conn.execute(query(self.schema, "job_reap_expired"), {"limit": self.limit})
+                rows = await cur.fetchall()
+                for job_id, state, _ in rows:
+                    if state == "queued":
+                        self.requeued += 1
+                        log.warning("job %d: lease expired (worker lost); back to queued", job_id,
+                                    extra={"job_id": job_id, "event": "reaped"})
+                    else:
+                        self.failed += 1
+                        log.warning("job %d: lease expired and attempts are used up; failed (lost)",
+                                    job_id, extra={"job_id": job_id, "event": "reaped_failed"})
+                handled += len(rows)
+                if len(rows) < self.limit:
+                    break
+            cur = await conn.execute(query(self.schema, "worker_prune_dead"),
+                                     {"older_than": self.dead_worker_after})
+            for (worker_id,) in await cur.fetchall():
+                log.info("removed worker %s: no heartbeat for %.0fs", worker_id, self.dead_worker_after)
+        return handled

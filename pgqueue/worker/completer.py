@@ -1,0 +1,135 @@
+"""Writes outcomes back, batched: all successes ready at once go in one fenced UPDATE.
+
+Failures are written one by one (they carry a traceback and a retry decision). A write
+that fails because the database is away is retried with backoff, keeping the jobs held
+(their leases renewed) until it lands. A fenced write that changes no row means the
+lease was lost: another worker owns the job, so this result is logged and thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..db import first_line
+from ..sql import query
+from .heartbeat import Held
+from .runner import Outcome
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class Completer:
+    """Collects outcomes (``put``) and writes them in the background (``run``)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, schema: str, worker_id: str, held: Held,
+        on_retry_scheduled: Callable[[], None],
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.worker_id = worker_id
+        self.held = held
+        self.on_retry_scheduled = on_retry_scheduled
+        self._pending: list[Outcome] = []
+        self._event = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.succeeded = 0
+        self.failed = 0
+        self.lost = 0
+
+    def put(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        self._idle.clear()
+        self._event.set()
+
+    async def run(self) -> None:
+        """Write batches until cancelled."""
+        backoff = 0.1
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                self._idle.set()
+                continue
+            try:
+                await self._write(batch)
+                backoff = 0.1
+            except psycopg.Error as exc:
+                log.warning("writing %d job results failed, retrying in %.1fs: %s",
+                            len(batch), backoff, first_line(exc))
+                self._pending = [o for o in batch if not o.written] + self._pending
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._event.set()
+                continue
+            if not self._pending:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every outcome put so far is written; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        ok = [o for o in batch if o.ok]
+        bad = [o for o in batch if not o.ok]
+        async with self.pool.connection() as conn:
+            if ok:
+                records = ",".join(
+                    f'{{"id":{o.job.id},"attempt":{o.job.attempt},"result":{o.result_json}}}'
+                    for o in ok
+                )
+                cur = await conn.execute(query(self.schema, "job_complete_fenced"),
+                                         {"done": "[" + records + "]"})
+                done = {int(r[0]) for r in await cur.fetchall()}
+                for o in ok:
+                    o.written = True
+                    self.held.discard(o.job.id)
+                    self._finish_log(o, "succeeded" if o.job.id in done else None)
+                self.succeeded += len(done)
+            for o in bad:
+                row = await (await conn.execute(query(self.schema, "job_fail_fenced"), {
+                    "id": o.job.id, "attempt": o.job.attempt, "final": o.final,
+                    "backoff": o.backoff, "error": json.dumps({**(o.error or {}), "worker": self.worker_id}),
+                })).fetchone()
+                state = None if row is None else str(row[0])
+                o.written = True
+                self.held.discard(o.job.id)
+                if state == "queued":
+                    self.on_retry_scheduled()
+                elif state == "failed":
+                    self.failed += 1
+                self._finish_log(o, state)
+
+    def _finish_log(self, o: Outcome, state: str | None) -> None:
+        j = o.job
+        extra: dict[str, Any] = {"job_id": j.id, "task": j.task, "attempt": j.attempt,
+                                 "duration_ms": round(o.duration * 1000, 3)}
+        if state is None:
+            self.lost += 1
+            extra["event"] = "lease_lost"
+            log.warning("job %d %s attempt %d: lease lost before the result was written; "
+                        "result discarded (another worker owns the job)", j.id, j.task, j.attempt,
+                        extra=extra)
+        elif state == "succeeded":
+            extra["event"] = "succeeded"
+            log.info("job %d %s attempt %d succeeded in %.1fms", j.id, j.task, j.attempt,
+                     o.duration * 1000, extra=extra)
+        else:
+            extra["event"] = "retry" if state == "queued" else "failed"
+            message = (o.error or {}).get("message", "")
+            what = "will retry" if state == "queued" else "failed for good (dead letter)"
+            log.warning("job %d %s attempt %d %s: %s", j.id, j.task, j.attempt, what, message,
+                        extra=extra)

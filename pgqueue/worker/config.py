@@ -1,0 +1,51 @@
+"""Worker settings, validated where they are built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigurationError, InvalidJobError
+from ..jobspec import check_queue
+
+
+@dataclass
+class WorkerConfig:
+    """How one worker process behaves.
+
+    ``lease``: seconds a claimed job stays ours without a heartbeat (renewed every
+    lease/3). ``poll_interval``: longest sleep without a NOTIFY. ``shutdown_timeout``:
+    how long SIGTERM waits for running jobs before handing them back.
+    ``maintenance_interval``: how often this worker tries the reaper (one worker at a
+    time runs it). Raises ``ConfigurationError`` naming the bad setting.
+    """
+
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    concurrency: int = 10
+    lease: float = 30.0
+    poll_interval: float = 2.0
+    shutdown_timeout: float = 30.0
+    listen: bool = True
+    maintenance_interval: float = 1.0
+    claim_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigurationError("a worker needs at least one queue (--queue NAME)")
+        for q in self.queues:
+            try:
+                check_queue(q)
+            except InvalidJobError as exc:
+                raise ConfigurationError(str(exc)) from None
+        self.queues = list(dict.fromkeys(self.queues))
+        checks = {
+            "concurrency": (self.concurrency, 1, 10_000),
+            "lease": (self.lease, 1.0, 86_400.0),
+            "poll_interval": (self.poll_interval, 0.01, 3_600.0),
+            "shutdown_timeout": (self.shutdown_timeout, 0.0, 86_400.0),
+            "maintenance_interval": (self.maintenance_interval, 0.05, 3_600.0),
+        }
+        for name, (value, low, high) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigurationError(f"{name} must be between {low} and {high}, got {value!r}")
+        if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
+            raise ConfigurationError("claim_batch must be between 1 and 10000")

@@ -1,0 +1,116 @@
+"""Lease renewal from a thread, so no handler (busy, blocking, never yielding) starves it.
+
+Every ``lease / 3`` seconds one fenced statement renews the leases of every job the
+worker holds (running, or finished but not yet written back), and the worker's row in
+the workers table is touched. Jobs missing from the answer were reclaimed: the worker is
+told through ``on_lost`` and discards their results. A failed renewal (database down)
+is logged and retried next beat; leases that expire meanwhile are reclaimed by the
+reaper after the database is back, which is the at-least-once promise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ..db import first_line
+from ..sql import query
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class Held:
+    """The jobs a worker holds: job id -> attempt (the fencing token). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[int, int] = {}
+
+    def add(self, job_id: int, attempt: int) -> None:
+        with self._lock:
+            self._jobs[job_id] = attempt
+
+    def discard(self, job_id: int) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def snapshot(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._jobs)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+
+class Heartbeat(threading.Thread):
+    """The renewal thread. ``stop()`` ends it after the current beat."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        worker_id: str,
+        lease: float,
+        held: Held,
+        on_lost: Callable[[list[int]], None],
+    ) -> None:
+        super().__init__(name="pgqueue-heartbeat", daemon=True)
+        self.schema = schema
+        self.worker_id = worker_id
+        self.lease = lease
+        self.held = held
+        self.on_lost = on_lost
+        self.interval = lease / 3
+        self._stop_event = threading.Event()
+        self.pool = ConnectionPool(
+            dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
+            name="pgqueue-heartbeat", timeout=max(lease / 3, 1.0),
+        )
+
+    def run(self) -> None:
+        self.pool.open(wait=False)
+        while not self._stop_event.wait(self.interval):
+            self.beat()
+        self.pool.close()
+
+    def beat(self) -> None:
+        """One renewal; never raises (the next beat tries again)."""
+        jobs = self.held.snapshot()
+        try:
+            with self.pool.connection() as conn:
+                conn.execute(query(self.schema, "worker_heartbeat"), {"id": self.worker_id})
+                if not jobs:
+                    return
+                rows = conn.execute(
+                    query(self.schema, "job_heartbeat_fenced"),
+                    {"ids": list(jobs), "attempts": list(jobs.values()), "lease": self.lease},
+                ).fetchall()
+        except (psycopg.Error, Exception) as exc:  # keep beating whatever happens
+            log.warning("heartbeat failed, will retry in %.1fs: %s", self.interval, first_line(exc))
+            return
+        renewed = {int(r[0]) for r in rows}
+        still_held = self.held.snapshot()
+        lost = [j for j in jobs if j not in renewed and still_held.get(j) == jobs[j]]
+        if lost:
+            self.on_lost(lost)
+
+    def extend(self, job_id: int, attempt: int, seconds: float) -> bool:
+        """Fenced lease extension for one job (called from handlers); False if lost.
+
+        Raises the database's error if it cannot be reached.
+        """
+        with self.pool.connection() as conn:
+            row: Any = conn.execute(
+                query(self.schema, "job_extend_lease_fenced"),
+                {"id": job_id, "attempt": attempt, "seconds": seconds},
+            ).fetchone()
+        return row is not None
+
+    def stop(self) -> None:
+        self._stop_event.set()

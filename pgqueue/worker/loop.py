@@ -1,0 +1,288 @@
+"""The worker: claim -> dispatch -> complete, woken by NOTIFY, a timer or the poll interval.
+
+One asyncio loop per process. It claims up to its free slots at a time with
+``job_claim_batch`` (SKIP LOCKED), runs each job (``runner``), hands outcomes to the
+``Completer`` (batched fenced writes) and keeps leases alive from the ``Heartbeat``
+thread. Database errors never stop it: it logs, backs off and tries again; the pools
+re-open broken connections, so it rides out a PostgreSQL restart on its own.
+
+Shutdown (``request_stop``, SIGTERM, SIGINT): stop claiming, let running jobs finish for
+up to ``shutdown_timeout``, then hand the rest back to ``queued`` at once without using
+an attempt. A second SIGINT (or ``request_stop(immediate=True)``) skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..app import App
+from ..db import first_line
+from ..listener import Listener
+from ..maintenance import Reaper
+from ..sql import channel_for
+from .completer import Completer
+from .config import WorkerConfig
+from .context import JobContext
+from .heartbeat import Heartbeat, Held
+from .runner import Claimed, Outcome, run_job
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class Worker:
+    """Works jobs of ``app``'s tasks from ``config.queues`` until stopped."""
+
+    def __init__(self, app: App, config: WorkerConfig | None = None) -> None:
+        self.app = app
+        self.config = config or WorkerConfig()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.held = Held()
+        self._running: dict[int, tuple[asyncio.Task[None], JobContext]] = {}
+        self._stopping = False
+        self._immediate = False
+        self._stop_event: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._slot: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.claimed = 0
+        self.listener: Listener | None = None
+        self.completer: Completer | None = None
+        self.reaper: Reaper | None = None
+
+    # -- control -------------------------------------------------------------------------
+    def request_stop(self, immediate: bool = False) -> None:
+        """Stop claiming and shut down (thread-safe). ``immediate`` skips the wait."""
+        if self._loop is None:
+            self._stopping = True
+            self._immediate = self._immediate or immediate
+            return
+        self._loop.call_soon_threadsafe(self._set_stop, immediate)
+
+    def _set_stop(self, immediate: bool) -> None:
+        if self._stopping and not immediate:
+            immediate = True  # the second request means "now"
+        self._stopping = True
+        self._immediate = self._immediate or immediate
+        for event in (self._stop_event, self._wake, self._slot):
+            if event is not None:
+                event.set()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop gracefully; a second one stops at once."""
+        assert self._loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            log.warning("second %s: handing running jobs back now", sig.name)
+        else:
+            log.info("%s: no new claims; waiting up to %.0fs for %d running job(s)",
+                     sig.name, self.config.shutdown_timeout, len(self._running))
+        self._set_stop(immediate=False)
+
+    # -- main ----------------------------------------------------------------------------
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Run until stopped. Raises ``ConfigurationError``/``SchemaNotMigrated`` at start
+        if the database or schema is not usable; later database errors are ridden out."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event, self._wake, self._slot = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        dsn = await asyncio.to_thread(self.app._probe)
+        schema = self.app.schema
+        cfg = self.config
+        pool = AsyncConnectionPool(dsn, min_size=2, max_size=4, kwargs={"autocommit": True},
+                                   open=False, name="pgqueue-worker", timeout=10)
+        await pool.open(wait=True, timeout=30)
+        self.pool = pool
+        executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
+        heartbeat = Heartbeat(dsn, schema, self.id, cfg.lease, self.held, self._lost_from_thread)
+        self.heartbeat = heartbeat
+        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
+        self.reaper = Reaper(pool, schema, cfg.maintenance_interval,
+                             dead_worker_after=max(cfg.lease * 3, 60.0))
+        async with pool.connection() as conn:
+            await conn.execute(self.app.query("worker_register"), {
+                "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+                "queues": cfg.queues, "concurrency": cfg.concurrency})
+        heartbeat.start()
+        background = [asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
+                      asyncio.create_task(self.reaper.run(), name="pgqueue-reaper")]
+        if cfg.listen:
+            self.listener = Listener(dsn, channel_for(schema), cfg.queues, self._wake_up)
+            background.append(asyncio.create_task(self.listener.run(), name="pgqueue-listener"))
+        if handle_signals:
+            self.install_signal_handlers()
+        log.info("worker %s started: queues=%s concurrency=%d lease=%.0fs listen=%s",
+                 self.id, ",".join(cfg.queues), cfg.concurrency, cfg.lease, cfg.listen)
+        try:
+            await self._claim_loop(executor)
+        finally:
+            await self._shutdown(background, heartbeat, executor)
+            await pool.close()
+
+    async def _claim_loop(self, executor: ThreadPoolExecutor) -> None:
+        assert self._wake is not None and self._slot is not None
+        cfg = self.config
+        batch_cap = cfg.claim_batch or cfg.concurrency
+        backoff = 0.1
+        while not self._stopping:
+            free = cfg.concurrency - len(self._running)
+            if free <= 0:
+                self._slot.clear()
+                await self._slot.wait()
+                continue
+            want = min(free, batch_cap)
+            self._wake.clear()
+            try:
+                jobs = await self._claim(want)
+                backoff = 0.1
+            except psycopg.Error as exc:
+                log.warning("claim failed, retrying in %.1fs: %s", backoff, first_line(exc))
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in jobs:
+                self._start(job, executor)
+            if len(jobs) == want:
+                continue  # there may be more; claim again as soon as a slot allows
+            await self._sleep(await self._idle_timeout(), wake=self._wake)
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.app.query("job_claim_batch"), {
+                "queues": self.config.queues, "limit": limit, "worker_id": self.id,
+                "lease": self.config.lease})
+            rows = await cur.fetchall()
+        jobs = [Claimed.from_row(r) for r in rows]
+        for job in jobs:
+            self.held.add(job.id, job.attempt)
+        self.claimed += len(jobs)
+        return jobs
+
+    async def _idle_timeout(self) -> float:
+        """Seconds to sleep when the queues look empty: until the next run_at, at most
+        the poll interval."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(self.app.query("job_seconds_to_next"),
+                                         {"queues": self.config.queues})
+                row = await cur.fetchone()
+        except psycopg.Error:
+            return self.config.poll_interval
+        if row is None or row[0] is None:
+            return self.config.poll_interval
+        return max(0.0, min(float(row[0]), self.config.poll_interval))
+
+    async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        assert self._stop_event is not None
+        waiters = [asyncio.ensure_future(self._stop_event.wait())]
+        if wake is not None:
+            waiters.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    # -- one job -------------------------------------------------------------------------
+    def _start(self, job: Claimed, executor: ThreadPoolExecutor) -> None:
+        ctx = JobContext(job.id, job.task, job.attempt, job.queue, self.id,
+                         _extend=self.heartbeat.extend)
+        task = asyncio.create_task(self._execute(job, ctx, executor))
+        self._running[job.id] = (task, ctx)
+
+    async def _execute(self, job: Claimed, ctx: JobContext, executor: ThreadPoolExecutor) -> None:
+        assert self.completer is not None and self._slot is not None
+        log.info("job %d %s attempt %d started", job.id, job.task, job.attempt,
+                 extra={"job_id": job.id, "task": job.task, "attempt": job.attempt, "event": "started"})
+        outcome: Outcome | None = None
+        try:
+            outcome = await run_job(job, self.app.tasks.get(job.task), ctx, executor)
+        except asyncio.CancelledError:
+            if not ctx.lease_lost.is_set():
+                raise  # shutdown: the job is released, not completed
+        finally:
+            self._running.pop(job.id, None)
+            self._slot.set()
+        if ctx.lease_lost.is_set() or outcome is None:
+            self.held.discard(job.id)
+            log.warning("job %d %s attempt %d: lease lost while running; result discarded",
+                        job.id, job.task, job.attempt,
+                        extra={"job_id": job.id, "task": job.task, "event": "lease_lost"})
+            return
+        self.completer.put(outcome)
+
+    def _lost_from_thread(self, job_ids: list[int]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._lost, job_ids)
+
+    def _lost(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            entry = self._running.get(job_id)
+            self.held.discard(job_id)
+            if entry is None:
+                continue
+            task, ctx = entry
+            ctx.lease_lost.set()
+            log.warning("job %d: lease lost (another worker may own it now); stopping this run",
+                        job_id, extra={"job_id": job_id, "event": "lease_lost"})
+            handler = self.app.tasks.get(ctx.task)
+            if handler is not None and handler.is_async:
+                task.cancel()
+
+    # -- shutdown ------------------------------------------------------------------------
+    async def _shutdown(self, background: list[asyncio.Task[Any]], heartbeat: Heartbeat,
+                        executor: ThreadPoolExecutor) -> None:
+        assert self.completer is not None
+        self._stopping = True
+        tasks = [t for t, _ in self._running.values()]
+        if tasks and not self._immediate and self.config.shutdown_timeout > 0:
+            deadline = time.monotonic() + self.config.shutdown_timeout
+            pending = set(tasks)
+            while pending and not self._immediate:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
+        for task, _ in list(self._running.values()):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        if not await self.completer.drain(timeout=10):
+            log.warning("could not write every result before exit; those jobs will be re-run")
+        for t in background:
+            t.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        left = self.held.snapshot()
+        try:
+            async with self.pool.connection() as conn:
+                if left:
+                    cur = await conn.execute(self.app.query("job_release_fenced"), {
+                        "ids": list(left), "attempts": list(left.values())})
+                    released = [r[0] for r in await cur.fetchall()]
+                    log.warning("handed %d unfinished job(s) back to the queue: %s",
+                                len(released), ", ".join(map(str, released)))
+                await conn.execute(self.app.query("worker_delete"), {"id": self.id})
+        except psycopg.Error as exc:
+            log.warning("could not release jobs at shutdown (the reaper will): %s", first_line(exc))
+        heartbeat.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.id)

@@ -1,0 +1,143 @@
+"""Run one claimed job's handler and turn what happened into an ``Outcome``.
+
+``async def`` handlers run as asyncio tasks (a timeout cancels them). Plain ``def``
+handlers run in a thread: in the worker's pool when the task has no timeout, in a
+thread of their own when it has one, because a timed-out thread cannot be killed. It
+is abandoned (it keeps running until the function returns) and the job is failed with
+a timeout error; write sync handlers that can time out to be safe to run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import JobTimeout
+from ..tasks import Task
+from .context import JobContext
+
+
+@dataclass
+class Claimed:
+    """A job as the claim returned it."""
+
+    id: int
+    queue: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    error_count: int
+    lost_count: int
+    priority: int
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Claimed:
+        return cls(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), int(row[6]),
+                   int(row[7]), int(row[8]), int(row[9]))
+
+
+@dataclass
+class Outcome:
+    """What the handler did: ``result_json`` on success, ``error`` on failure."""
+
+    job: Claimed
+    ok: bool
+    result_json: str = "null"
+    error: dict[str, Any] | None = None
+    final: bool = False
+    backoff: float = 0.0
+    duration: float = 0.0
+    written: bool = False
+
+
+def _result_json(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return "null"
+
+
+def _error(job: Claimed, kind: str, exc: BaseException | None, message: str) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(exc)) if exc is not None else None
+    return {
+        "attempt": job.attempt,
+        "kind": kind,
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}" if exc else None,
+        "message": message,
+        "traceback": tb,
+    }
+
+
+async def _call_sync_in_own_thread(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run ``func`` in a dedicated daemon thread; the await can be abandoned on timeout."""
+    loop = asyncio.get_running_loop()
+    fut: Future[Any] = Future()
+
+    def target() -> None:
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_set_exception, fut, exc)
+        else:
+            loop.call_soon_threadsafe(_set_result, fut, result)
+
+    threading.Thread(target=target, name="pgqueue-job", daemon=True).start()
+    return await asyncio.wrap_future(fut)
+
+
+def _set_result(fut: Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+async def run_job(
+    job: Claimed, task: Task | None, ctx: JobContext, executor: ThreadPoolExecutor
+) -> Outcome:
+    """Run the handler; never raises except ``asyncio.CancelledError`` on shutdown."""
+    started = time.monotonic()
+    if task is None:
+        return Outcome(job, ok=False, final=True, error=_error(
+            job, "unknown_task", None,
+            f"no task named {job.task!r} is registered on this worker's app"))
+    args = [ctx, *job.args] if task.pass_context else list(job.args)
+    kwargs = dict(job.kwargs)
+    try:
+        if task.is_async:
+            coro = task.func(*args, **kwargs)
+            if task.timeout is not None:
+                value = await asyncio.wait_for(coro, task.timeout)
+            else:
+                value = await coro
+        elif task.timeout is not None:
+            value = await asyncio.wait_for(_call_sync_in_own_thread(task.func, args, kwargs), task.timeout)
+        else:
+            loop = asyncio.get_running_loop()
+            value = await loop.run_in_executor(executor, lambda: task.func(*args, **kwargs))
+    except asyncio.TimeoutError:
+        exc = JobTimeout(f"{task.name} ran past its timeout of {task.timeout}s")
+        return Outcome(job, ok=False, error=_error(job, "timeout", exc, str(exc)),
+                       backoff=task.retry.delay(job.error_count + 1),
+                       duration=time.monotonic() - started)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        final = isinstance(exc, task.no_retry_for)
+        return Outcome(job, ok=False, final=final,
+                       error=_error(job, "error", exc, f"{type(exc).__name__}: {exc}"),
+                       backoff=task.retry.delay(job.error_count + 1),
+                       duration=time.monotonic() - started)
+    return Outcome(job, ok=True, result_json=_result_json(value), duration=time.monotonic() - started)
