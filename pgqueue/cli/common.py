@@ -80,10 +80,16 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table: left-aligned text, right-aligned numbers."""
     cells = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], (int, float)) for r in rows) and rows != [] for i in range(len(headers))]
+    numeric = [
+        all(isinstance(r[i], (int, float)) for r in rows) and rows != []
+        for i in range(len(headers))
+    ]
 
     def line(values: list[str]) -> str:
-        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        out = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
         return "  ".join(out).rstrip()
 
     return "\n".join([line(headers)] + [line(r) for r in cells])

@@ -17,28 +17,45 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise InvalidJobError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise InvalidJobError(
+            f"{option} is not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
     if not isinstance(parsed, kind):
-        want = "an array, e.g. '[1, 2]'" if kind is list else "an object, e.g. '{\"to\": \"a@b.c\"}'"
+        want = "an array, e.g. '[1, 2]'" if kind is list else 'an object, e.g. \'{"to": "a@b.c"}\''
         raise InvalidJobError(f"{option} must be a JSON {want}")
     return parsed
 
 
 @click.command()
 @click.argument("task")
-@click.option("--args", "args_json", metavar="JSON_ARRAY", help="Positional arguments, a JSON array.")
-@click.option("--kwargs", "kwargs_json", metavar="JSON_OBJECT", help="Keyword arguments, a JSON object.")
+@click.option(
+    "--args", "args_json", metavar="JSON_ARRAY", help="Positional arguments, a JSON array."
+)
+@click.option(
+    "--kwargs", "kwargs_json", metavar="JSON_OBJECT", help="Keyword arguments, a JSON object."
+)
 @click.option("--queue", help="Queue name (default: the task's, else 'default').")
 @click.option("--priority", type=int, help="Higher runs first (-32768..32767, default 0).")
-@click.option("--delay", type=float, metavar="SECONDS", help="Run no sooner than this many seconds from now.")
+@click.option(
+    "--delay", type=float, metavar="SECONDS", help="Run no sooner than this many seconds from now."
+)
 @click.option("--max-attempts", type=int, help="Attempts before the job is failed (default 20).")
-@click.option("--dedupe-key", metavar="KEY", help="No new job while one with this key is queued or running.")
+@click.option(
+    "--dedupe-key", metavar="KEY", help="No new job while one with this key is queued or running."
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": N} instead of the bare id.')
 @click.pass_obj
 def enqueue(
-    settings: Settings, task: str, args_json: str | None, kwargs_json: str | None,
-    queue: str | None, priority: int | None, delay: float | None, max_attempts: int | None,
-    dedupe_key: str | None, as_json: bool,
+    settings: Settings,
+    task: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    max_attempts: int | None,
+    dedupe_key: str | None,
+    as_json: bool,
 ) -> None:
     """Enqueue one job of TASK and print its id.
 
@@ -54,8 +71,16 @@ def enqueue(
     args = _parse(args_json, list, "--args")
     kwargs = _parse(kwargs_json, dict, "--kwargs")
     app = settings.app(strict_tasks=bool(settings.app_path))
-    job_id = app.enqueue(task, args, kwargs, queue=queue, priority=priority, delay=delay,
-                         max_attempts=max_attempts, dedupe_key=dedupe_key)
+    job_id = app.enqueue(
+        task,
+        args,
+        kwargs,
+        queue=queue,
+        priority=priority,
+        delay=delay,
+        max_attempts=max_attempts,
+        dedupe_key=dedupe_key,
+    )
     if as_json:
         click.echo(json.dumps({"id": job_id}))
     else:

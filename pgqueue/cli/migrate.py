@@ -9,8 +9,9 @@ from .common import Settings
 
 
 @click.command()
-@click.option("--sql", "print_sql", is_flag=True,
-              help="Print the DDL for a DBA instead of running it.")
+@click.option(
+    "--sql", "print_sql", is_flag=True, help="Print the DDL for a DBA instead of running it."
+)
 @click.pass_obj
 def migrate(settings: Settings, print_sql: bool) -> None:
     """Create or upgrade pgqueue's schema to this version's revision.

@@ -27,14 +27,27 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dsn", envvar="PGQUEUE_DSN", metavar="DSN",
-              help="PostgreSQL DSN (libpq string or URI). Default: $PGQUEUE_DSN, "
-                   "$DATABASE_URL, then the embedded server (pgqueue[embedded]).")
-@click.option("--schema", envvar="PGQUEUE_SCHEMA", metavar="NAME",
-              help="Schema holding pgqueue's tables. Default: $PGQUEUE_SCHEMA or 'pgqueue'.")
-@click.option("--app", "app_path", envvar="PGQUEUE_APP", metavar="MODULE:ATTR",
-              help="Your pgqueue.App, e.g. myproject.jobs:app (or $PGQUEUE_APP). "
-                   "Needed by `work`; lets `enqueue` check task names.")
+@click.option(
+    "--dsn",
+    envvar="PGQUEUE_DSN",
+    metavar="DSN",
+    help="PostgreSQL DSN (libpq string or URI). Default: $PGQUEUE_DSN, "
+    "$DATABASE_URL, then the embedded server (pgqueue[embedded]).",
+)
+@click.option(
+    "--schema",
+    envvar="PGQUEUE_SCHEMA",
+    metavar="NAME",
+    help="Schema holding pgqueue's tables. Default: $PGQUEUE_SCHEMA or 'pgqueue'.",
+)
+@click.option(
+    "--app",
+    "app_path",
+    envvar="PGQUEUE_APP",
+    metavar="MODULE:ATTR",
+    help="Your pgqueue.App, e.g. myproject.jobs:app (or $PGQUEUE_APP). "
+    "Needed by `work`; lets `enqueue` check task names.",
+)
 @click.version_option(package_name="pgqueue")
 @click.pass_context
 def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str | None) -> None:
@@ -46,6 +59,7 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 
     \b
     Start here:
+      pgqueue demo                         a few hundred sample jobs, end to end
       pgqueue migrate                      create or upgrade the schema
       pgqueue enqueue tasks.add --args '[1, 2]'
       pgqueue status                       jobs per queue and state
@@ -54,12 +68,13 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 
 
 def _register() -> None:
-    from . import enqueue, migrate, status, work
+    from . import demo, enqueue, migrate, status, work
 
     cli.add_command(migrate.migrate)
     cli.add_command(enqueue.enqueue)
     cli.add_command(status.status)
     cli.add_command(work.work)
+    cli.add_command(demo.demo)
 
 
 _register()

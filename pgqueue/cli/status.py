@@ -35,8 +35,12 @@ def status(settings: Settings, as_json: bool) -> None:
     if not data:
         click.echo("no jobs yet (enqueue one: pgqueue enqueue TASK)")
         return
-    click.echo(table(["QUEUE", "STATE", "JOBS", "OLDEST"],
-                     [[d["queue"], d["state"], d["jobs"], _age(d["oldest_age_seconds"])] for d in data]))
+    click.echo(
+        table(
+            ["QUEUE", "STATE", "JOBS", "OLDEST"],
+            [[d["queue"], d["state"], d["jobs"], _age(d["oldest_age_seconds"])] for d in data],
+        )
+    )
 
 
 def _age(seconds: float) -> str:

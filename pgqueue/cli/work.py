@@ -15,28 +15,83 @@ from .common import Settings
 
 
 @click.command()
-@click.option("-q", "--queue", "queues", multiple=True, metavar="NAME",
-              help="Queue to work (repeat for several). Default: 'default'.")
-@click.option("-c", "--concurrency", type=int, default=10, show_default=True,
-              help="Jobs at once per process (async handlers as tasks, sync ones in threads).")
-@click.option("-p", "--processes", type=int, default=1, show_default=True,
-              help="Worker processes to run and supervise (restarted if one dies).")
-@click.option("--lease", type=float, default=30.0, show_default=True, metavar="SECONDS",
-              help="How long a job stays ours without a heartbeat; renewed every lease/3.")
-@click.option("--poll-interval", type=float, default=2.0, show_default=True, metavar="SECONDS",
-              help="Longest sleep without a NOTIFY (the fallback when LISTEN is down).")
-@click.option("--shutdown-timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
-              help="On SIGTERM, wait this long for running jobs, then hand them back.")
-@click.option("--no-listen", is_flag=True,
-              help="Poll only, no LISTEN (for pgbouncer in transaction mode).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one object per line, for log shippers.")
+@click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Queue to work (repeat for several). Default: 'default'.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Jobs at once per process (async handlers as tasks, sync ones in threads).",
+)
+@click.option(
+    "-p",
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes to run and supervise (restarted if one dies).",
+)
+@click.option(
+    "--lease",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a job stays ours without a heartbeat; renewed every lease/3.",
+)
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest sleep without a NOTIFY (the fallback when LISTEN is down).",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM, wait this long for running jobs, then hand them back.",
+)
+@click.option(
+    "--no-listen", is_flag=True, help="Poll only, no LISTEN (for pgbouncer in transaction mode)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line, for log shippers.",
+)
 @click.pass_obj
-def work(settings: Settings, queues: tuple[str, ...], concurrency: int, processes: int,
-         lease: float, poll_interval: float, shutdown_timeout: float, no_listen: bool,
-         log_level: str, log_format: str) -> None:
+def work(
+    settings: Settings,
+    queues: tuple[str, ...],
+    concurrency: int,
+    processes: int,
+    lease: float,
+    poll_interval: float,
+    shutdown_timeout: float,
+    no_listen: bool,
+    log_level: str,
+    log_format: str,
+) -> None:
     """Run a worker: claim jobs of your app's tasks and run them.
 
     Needs your app: --app module:attr (or $PGQUEUE_APP). Stops gracefully on
@@ -56,10 +111,16 @@ def work(settings: Settings, queues: tuple[str, ...], concurrency: int, processe
     if not settings.app_path:
         raise ConfigurationError(
             "pgqueue work needs your app: pass --app module:attr (e.g. --app myproject.jobs:app) "
-            "or set PGQUEUE_APP")
-    config = WorkerConfig(queues=list(queues) or ["default"], concurrency=concurrency, lease=lease,
-                          poll_interval=poll_interval, shutdown_timeout=shutdown_timeout,
-                          listen=not no_listen)
+            "or set PGQUEUE_APP"
+        )
+    config = WorkerConfig(
+        queues=list(queues) or ["default"],
+        concurrency=concurrency,
+        lease=lease,
+        poll_interval=poll_interval,
+        shutdown_timeout=shutdown_timeout,
+        listen=not no_listen,
+    )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")
     app = settings.app()
@@ -87,6 +148,6 @@ def _without_processes(argv: list[str]) -> list[str]:
             skip = False
         elif arg in ("--processes", "-p"):
             skip = True
-        elif not arg.startswith(("--processes=", "-p")) or arg.startswith("--p") and "=" not in arg:
+        elif not (arg.startswith("--processes=") or (arg.startswith("-p") and arg[:2] != "--")):
             out.append(arg)
     return out

@@ -22,8 +22,12 @@ log = logging.getLogger("pgqueue.maintenance")
 
 class Reaper:
     def __init__(
-        self, pool: AsyncConnectionPool, schema: str, interval: float,
-        dead_worker_after: float, limit: int = 1000,
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        interval: float,
+        dead_worker_after: float,
+        limit: int = 1000,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -43,31 +47,43 @@ class Reaper:
                 log.warning("maintenance pass failed: %s", first_line(exc))
 
     async def run_once(self) -> int:
-        """One pass; returns how many expired jobs it handled (0 if another worker holds the lock)."""
+        """One pass; how many expired jobs it handled (0 if another worker has the lock)."""
         handled = 0
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(query(self.schema, "maintenance_try_lock"),
-                                     {"key": f"{self.schema}.maintenance"})
+            cur = await conn.execute(
+                query(self.schema, "maintenance_try_lock"), {"key": f"{self.schema}.maintenance"}
+            )
             row = await cur.fetchone()
             if not row or not row[0]:
                 return 0
             while True:
-                cur = await conn.execute(query(self.schema, "job_reap_expired"), {"limit": self.limit})
+                cur = await conn.execute(
+                    query(self.schema, "job_reap_expired"), {"limit": self.limit}
+                )
                 rows = await cur.fetchall()
                 for job_id, state, _ in rows:
                     if state == "queued":
                         self.requeued += 1
-                        log.warning("job %d: lease expired (worker lost); back to queued", job_id,
-                                    extra={"job_id": job_id, "event": "reaped"})
+                        log.warning(
+                            "job %d: lease expired (worker lost); back to queued",
+                            job_id,
+                            extra={"job_id": job_id, "event": "reaped"},
+                        )
                     else:
                         self.failed += 1
-                        log.warning("job %d: lease expired and attempts are used up; failed (lost)",
-                                    job_id, extra={"job_id": job_id, "event": "reaped_failed"})
+                        log.warning(
+                            "job %d: lease expired and attempts are used up; failed (lost)",
+                            job_id,
+                            extra={"job_id": job_id, "event": "reaped_failed"},
+                        )
                 handled += len(rows)
                 if len(rows) < self.limit:
                     break
-            cur = await conn.execute(query(self.schema, "worker_prune_dead"),
-                                     {"older_than": self.dead_worker_after})
+            cur = await conn.execute(
+                query(self.schema, "worker_prune_dead"), {"older_than": self.dead_worker_after}
+            )
             for (worker_id,) in await cur.fetchall():
-                log.info("removed worker %s: no heartbeat for %.0fs", worker_id, self.dead_worker_after)
+                log.info(
+                    "removed worker %s: no heartbeat for %.0fs", worker_id, self.dead_worker_after
+                )
         return handled

@@ -20,7 +20,7 @@ def _raw() -> dict[str, str]:
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise RuntimeError(f"queries.sql defines {name!r} twice")
         queries[name] = body.strip().rstrip(";")

@@ -29,7 +29,11 @@ class Completer:
     """Collects outcomes (``put``) and writes them in the background (``run``)."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, schema: str, worker_id: str, held: Held,
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        worker_id: str,
+        held: Held,
         on_retry_scheduled: Callable[[], None],
     ) -> None:
         self.pool = pool
@@ -64,8 +68,12 @@ class Completer:
                 await self._write(batch)
                 backoff = 0.1
             except psycopg.Error as exc:
-                log.warning("writing %d job results failed, retrying in %.1fs: %s",
-                            len(batch), backoff, first_line(exc))
+                log.warning(
+                    "writing %d job results failed, retrying in %.1fs: %s",
+                    len(batch),
+                    backoff,
+                    first_line(exc),
+                )
                 self._pending = [o for o in batch if not o.written] + self._pending
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -91,8 +99,9 @@ class Completer:
                     f'{{"id":{o.job.id},"attempt":{o.job.attempt},"result":{o.result_json}}}'
                     for o in ok
                 )
-                cur = await conn.execute(query(self.schema, "job_complete_fenced"),
-                                         {"done": "[" + records + "]"})
+                cur = await conn.execute(
+                    query(self.schema, "job_complete_fenced"), {"done": "[" + records + "]"}
+                )
                 done = {int(r[0]) for r in await cur.fetchall()}
                 for o in ok:
                     o.written = True
@@ -100,10 +109,18 @@ class Completer:
                     self._finish_log(o, "succeeded" if o.job.id in done else None)
                 self.succeeded += len(done)
             for o in bad:
-                row = await (await conn.execute(query(self.schema, "job_fail_fenced"), {
-                    "id": o.job.id, "attempt": o.job.attempt, "final": o.final,
-                    "backoff": o.backoff, "error": json.dumps({**(o.error or {}), "worker": self.worker_id}),
-                })).fetchone()
+                row = await (
+                    await conn.execute(
+                        query(self.schema, "job_fail_fenced"),
+                        {
+                            "id": o.job.id,
+                            "attempt": o.job.attempt,
+                            "final": o.final,
+                            "backoff": o.backoff,
+                            "error": json.dumps({**(o.error or {}), "worker": self.worker_id}),
+                        },
+                    )
+                ).fetchone()
                 state = None if row is None else str(row[0])
                 o.written = True
                 self.held.discard(o.job.id)
@@ -115,21 +132,37 @@ class Completer:
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
         j = o.job
-        extra: dict[str, Any] = {"job_id": j.id, "task": j.task, "attempt": j.attempt,
-                                 "duration_ms": round(o.duration * 1000, 3)}
+        extra: dict[str, Any] = {
+            "job_id": j.id,
+            "task": j.task,
+            "attempt": j.attempt,
+            "duration_ms": round(o.duration * 1000, 3),
+        }
         if state is None:
             self.lost += 1
             extra["event"] = "lease_lost"
-            log.warning("job %d %s attempt %d: lease lost before the result was written; "
-                        "result discarded (another worker owns the job)", j.id, j.task, j.attempt,
-                        extra=extra)
+            log.warning(
+                "job %d %s attempt %d: lease lost before the result was written; "
+                "result discarded (another worker owns the job)",
+                j.id,
+                j.task,
+                j.attempt,
+                extra=extra,
+            )
         elif state == "succeeded":
             extra["event"] = "succeeded"
-            log.info("job %d %s attempt %d succeeded in %.1fms", j.id, j.task, j.attempt,
-                     o.duration * 1000, extra=extra)
+            log.info(
+                "job %d %s attempt %d succeeded in %.1fms",
+                j.id,
+                j.task,
+                j.attempt,
+                o.duration * 1000,
+                extra=extra,
+            )
         else:
             extra["event"] = "retry" if state == "queued" else "failed"
             message = (o.error or {}).get("message", "")
             what = "will retry" if state == "queued" else "failed for good (dead letter)"
-            log.warning("job %d %s attempt %d %s: %s", j.id, j.task, j.attempt, what, message,
-                        extra=extra)
+            log.warning(
+                "job %d %s attempt %d %s: %s", j.id, j.task, j.attempt, what, message, extra=extra
+            )

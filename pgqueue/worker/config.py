@@ -45,7 +45,11 @@ class WorkerConfig:
             "maintenance_interval": (self.maintenance_interval, 0.05, 3_600.0),
         }
         for name, (value, low, high) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not low <= value <= high
+            ):
                 raise ConfigurationError(f"{name} must be between {low} and {high}, got {value!r}")
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
             raise ConfigurationError("claim_batch must be between 1 and 10000")

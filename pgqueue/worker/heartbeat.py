@@ -69,8 +69,13 @@ class Heartbeat(threading.Thread):
         self.interval = lease / 3
         self._stop_event = threading.Event()
         self.pool = ConnectionPool(
-            dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
-            name="pgqueue-heartbeat", timeout=max(lease / 3, 1.0),
+            dsn,
+            min_size=1,
+            max_size=4,
+            kwargs={"autocommit": True},
+            open=False,
+            name="pgqueue-heartbeat",
+            timeout=max(lease / 3, 1.0),
         )
 
     def run(self) -> None:

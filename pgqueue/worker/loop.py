@@ -93,8 +93,12 @@ class Worker:
         if self._stopping:
             log.warning("second %s: handing running jobs back now", sig.name)
         else:
-            log.info("%s: no new claims; waiting up to %.0fs for %d running job(s)",
-                     sig.name, self.config.shutdown_timeout, len(self._running))
+            log.info(
+                "%s: no new claims; waiting up to %.0fs for %d running job(s)",
+                sig.name,
+                self.config.shutdown_timeout,
+                len(self._running),
+            )
         self._set_stop(immediate=False)
 
     # -- main ----------------------------------------------------------------------------
@@ -108,30 +112,53 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
-        pool = AsyncConnectionPool(dsn, min_size=2, max_size=4, kwargs={"autocommit": True},
-                                   open=False, name="pgqueue-worker", timeout=10)
+        pool = AsyncConnectionPool(
+            dsn,
+            min_size=2,
+            max_size=4,
+            kwargs={"autocommit": True},
+            open=False,
+            name="pgqueue-worker",
+            timeout=10,
+        )
         await pool.open(wait=True, timeout=30)
         self.pool = pool
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
         heartbeat = Heartbeat(dsn, schema, self.id, cfg.lease, self.held, self._lost_from_thread)
         self.heartbeat = heartbeat
         self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
-        self.reaper = Reaper(pool, schema, cfg.maintenance_interval,
-                             dead_worker_after=max(cfg.lease * 3, 60.0))
+        self.reaper = Reaper(
+            pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
+        )
         async with pool.connection() as conn:
-            await conn.execute(self.app.query("worker_register"), {
-                "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-                "queues": cfg.queues, "concurrency": cfg.concurrency})
+            await conn.execute(
+                self.app.query("worker_register"),
+                {
+                    "id": self.id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "queues": cfg.queues,
+                    "concurrency": cfg.concurrency,
+                },
+            )
         heartbeat.start()
-        background = [asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
-                      asyncio.create_task(self.reaper.run(), name="pgqueue-reaper")]
+        background = [
+            asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
+            asyncio.create_task(self.reaper.run(), name="pgqueue-reaper"),
+        ]
         if cfg.listen:
             self.listener = Listener(dsn, channel_for(schema), cfg.queues, self._wake_up)
             background.append(asyncio.create_task(self.listener.run(), name="pgqueue-listener"))
         if handle_signals:
             self.install_signal_handlers()
-        log.info("worker %s started: queues=%s concurrency=%d lease=%.0fs listen=%s",
-                 self.id, ",".join(cfg.queues), cfg.concurrency, cfg.lease, cfg.listen)
+        log.info(
+            "worker %s started: queues=%s concurrency=%d lease=%.0fs listen=%s",
+            self.id,
+            ",".join(cfg.queues),
+            cfg.concurrency,
+            cfg.lease,
+            cfg.listen,
+        )
         try:
             await self._claim_loop(executor)
         finally:
@@ -167,9 +194,15 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(self.app.query("job_claim_batch"), {
-                "queues": self.config.queues, "limit": limit, "worker_id": self.id,
-                "lease": self.config.lease})
+            cur = await conn.execute(
+                self.app.query("job_claim_batch"),
+                {
+                    "queues": self.config.queues,
+                    "limit": limit,
+                    "worker_id": self.id,
+                    "lease": self.config.lease,
+                },
+            )
             rows = await cur.fetchall()
         jobs = [Claimed.from_row(r) for r in rows]
         for job in jobs:
@@ -182,8 +215,9 @@ class Worker:
         the poll interval."""
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(self.app.query("job_seconds_to_next"),
-                                         {"queues": self.config.queues})
+                cur = await conn.execute(
+                    self.app.query("job_seconds_to_next"), {"queues": self.config.queues}
+                )
                 row = await cur.fetchone()
         except psycopg.Error:
             return self.config.poll_interval
@@ -204,15 +238,21 @@ class Worker:
 
     # -- one job -------------------------------------------------------------------------
     def _start(self, job: Claimed, executor: ThreadPoolExecutor) -> None:
-        ctx = JobContext(job.id, job.task, job.attempt, job.queue, self.id,
-                         _extend=self.heartbeat.extend)
+        ctx = JobContext(
+            job.id, job.task, job.attempt, job.queue, self.id, _extend=self.heartbeat.extend
+        )
         task = asyncio.create_task(self._execute(job, ctx, executor))
         self._running[job.id] = (task, ctx)
 
     async def _execute(self, job: Claimed, ctx: JobContext, executor: ThreadPoolExecutor) -> None:
         assert self.completer is not None and self._slot is not None
-        log.info("job %d %s attempt %d started", job.id, job.task, job.attempt,
-                 extra={"job_id": job.id, "task": job.task, "attempt": job.attempt, "event": "started"})
+        log.info(
+            "job %d %s attempt %d started",
+            job.id,
+            job.task,
+            job.attempt,
+            extra={"job_id": job.id, "task": job.task, "attempt": job.attempt, "event": "started"},
+        )
         outcome: Outcome | None = None
         try:
             outcome = await run_job(job, self.app.tasks.get(job.task), ctx, executor)
@@ -224,9 +264,13 @@ class Worker:
             self._slot.set()
         if ctx.lease_lost.is_set() or outcome is None:
             self.held.discard(job.id)
-            log.warning("job %d %s attempt %d: lease lost while running; result discarded",
-                        job.id, job.task, job.attempt,
-                        extra={"job_id": job.id, "task": job.task, "event": "lease_lost"})
+            log.warning(
+                "job %d %s attempt %d: lease lost while running; result discarded",
+                job.id,
+                job.task,
+                job.attempt,
+                extra={"job_id": job.id, "task": job.task, "event": "lease_lost"},
+            )
             return
         self.completer.put(outcome)
 
@@ -242,15 +286,22 @@ class Worker:
                 continue
             task, ctx = entry
             ctx.lease_lost.set()
-            log.warning("job %d: lease lost (another worker may own it now); stopping this run",
-                        job_id, extra={"job_id": job_id, "event": "lease_lost"})
+            log.warning(
+                "job %d: lease lost (another worker may own it now); stopping this run",
+                job_id,
+                extra={"job_id": job_id, "event": "lease_lost"},
+            )
             handler = self.app.tasks.get(ctx.task)
             if handler is not None and handler.is_async:
                 task.cancel()
 
     # -- shutdown ------------------------------------------------------------------------
-    async def _shutdown(self, background: list[asyncio.Task[Any]], heartbeat: Heartbeat,
-                        executor: ThreadPoolExecutor) -> None:
+    async def _shutdown(
+        self,
+        background: list[asyncio.Task[Any]],
+        heartbeat: Heartbeat,
+        executor: ThreadPoolExecutor,
+    ) -> None:
         assert self.completer is not None
         self._stopping = True
         tasks = [t for t, _ in self._running.values()]
@@ -271,15 +322,20 @@ class Worker:
         for t in background:
             t.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        left = self.held.snapshot()
+        unfinished = self.held.snapshot()
         try:
             async with self.pool.connection() as conn:
-                if left:
-                    cur = await conn.execute(self.app.query("job_release_fenced"), {
-                        "ids": list(left), "attempts": list(left.values())})
+                if unfinished:
+                    cur = await conn.execute(
+                        self.app.query("job_release_fenced"),
+                        {"ids": list(unfinished), "attempts": list(unfinished.values())},
+                    )
                     released = [r[0] for r in await cur.fetchall()]
-                    log.warning("handed %d unfinished job(s) back to the queue: %s",
-                                len(released), ", ".join(map(str, released)))
+                    log.warning(
+                        "handed %d unfinished job(s) back to the queue: %s",
+                        len(released),
+                        ", ".join(map(str, released)),
+                    )
                 await conn.execute(self.app.query("worker_delete"), {"id": self.id})
         except psycopg.Error as exc:
             log.warning("could not release jobs at shutdown (the reaper will): %s", first_line(exc))

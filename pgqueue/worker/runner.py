@@ -41,8 +41,18 @@ class Claimed:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
-        return cls(int(row[0]), row[1], row[2], row[3], row[4], int(row[5]), int(row[6]),
-                   int(row[7]), int(row[8]), int(row[9]))
+        return cls(
+            int(row[0]),
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            int(row[5]),
+            int(row[6]),
+            int(row[7]),
+            int(row[8]),
+            int(row[9]),
+        )
 
 
 @dataclass
@@ -77,7 +87,9 @@ def _error(job: Claimed, kind: str, exc: BaseException | None, message: str) -> 
     }
 
 
-async def _call_sync_in_own_thread(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+async def _call_sync_in_own_thread(
+    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> Any:
     """Run ``func`` in a dedicated daemon thread; the await can be abandoned on timeout."""
     loop = asyncio.get_running_loop()
     fut: Future[Any] = Future()
@@ -110,9 +122,17 @@ async def run_job(
     """Run the handler; never raises except ``asyncio.CancelledError`` on shutdown."""
     started = time.monotonic()
     if task is None:
-        return Outcome(job, ok=False, final=True, error=_error(
-            job, "unknown_task", None,
-            f"no task named {job.task!r} is registered on this worker's app"))
+        return Outcome(
+            job,
+            ok=False,
+            final=True,
+            error=_error(
+                job,
+                "unknown_task",
+                None,
+                f"no task named {job.task!r} is registered on this worker's app",
+            ),
+        )
     args = [ctx, *job.args] if task.pass_context else list(job.args)
     kwargs = dict(job.kwargs)
     try:
@@ -123,21 +143,33 @@ async def run_job(
             else:
                 value = await coro
         elif task.timeout is not None:
-            value = await asyncio.wait_for(_call_sync_in_own_thread(task.func, args, kwargs), task.timeout)
+            value = await asyncio.wait_for(
+                _call_sync_in_own_thread(task.func, args, kwargs), task.timeout
+            )
         else:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(executor, lambda: task.func(*args, **kwargs))
     except asyncio.TimeoutError:
         exc = JobTimeout(f"{task.name} ran past its timeout of {task.timeout}s")
-        return Outcome(job, ok=False, error=_error(job, "timeout", exc, str(exc)),
-                       backoff=task.retry.delay(job.error_count + 1),
-                       duration=time.monotonic() - started)
+        return Outcome(
+            job,
+            ok=False,
+            error=_error(job, "timeout", exc, str(exc)),
+            backoff=task.retry.delay(job.error_count + 1),
+            duration=time.monotonic() - started,
+        )
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         final = isinstance(exc, task.no_retry_for)
-        return Outcome(job, ok=False, final=final,
-                       error=_error(job, "error", exc, f"{type(exc).__name__}: {exc}"),
-                       backoff=task.retry.delay(job.error_count + 1),
-                       duration=time.monotonic() - started)
-    return Outcome(job, ok=True, result_json=_result_json(value), duration=time.monotonic() - started)
+        return Outcome(
+            job,
+            ok=False,
+            final=final,
+            error=_error(job, "error", exc, f"{type(exc).__name__}: {exc}"),
+            backoff=task.retry.delay(job.error_count + 1),
+            duration=time.monotonic() - started,
+        )
+    return Outcome(
+        job, ok=True, result_json=_result_json(value), duration=time.monotonic() - started
+    )

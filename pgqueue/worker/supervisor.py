@@ -50,8 +50,13 @@ def supervise(processes: int, child_argv: list[str]) -> int:
                 continue
             if slot not in restart_at:
                 delay = 5.0 if time.monotonic() - started < 1.0 else 0.5
-                log.warning("worker process %d (pid %d) exited with %s; restarting in %.1fs",
-                            slot, proc.pid, code, delay)
+                log.warning(
+                    "worker process %d (pid %d) exited with %s; restarting in %.1fs",
+                    slot,
+                    proc.pid,
+                    code,
+                    delay,
+                )
                 restart_at[slot] = time.monotonic() + delay
             if time.monotonic() >= restart_at[slot]:
                 del restart_at[slot]
