@@ -27,6 +27,7 @@ import psycopg
 PR_SET_CHILD_SUBREAPER = 36
 _MAX_SOCKET_DIR_LEN = 100 - len("/.s.PGSQL.65535")
 _INITDB_OPTS = ("--auth=trust", "-U", "postgres", "--encoding=UTF8", "--locale=C")
+_BACKEND_GRACE = 5.0  # seconds orphaned backends get to exit on their own before SIGKILL
 _subreaper_enabled = False
 
 
@@ -86,6 +87,7 @@ def _add_mode(path: Path, bits: int) -> None:
 
 
 def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (it could be taken before we use it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -102,6 +104,7 @@ class PgCluster:
         self.cluster_name = ""  # set by init(); PostgreSQL shows it in process titles
         self.socket_dir = self.datadir
         self._own_socket_dir = False
+        self._dead_shmid: int | None = None  # SysV shm of a killed server, freed by destroy()
         self._user: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
             for name in ("postgres", "nobody"):
@@ -114,6 +117,7 @@ class PgCluster:
 
     @property
     def dsn(self) -> str:
+        """libpq DSN of the server (TCP on 127.0.0.1); its port is only meaningful after init()."""
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def _run(self, prog: str, *args: str, timeout: float = 120) -> tuple[int, str]:
@@ -192,6 +196,7 @@ class PgCluster:
             f.write("\n# PgCluster\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
 
     def log_tail(self, lines: int = 40) -> str:
+        """Last ``lines`` lines of the server log, or "(no server log)" if it cannot be read."""
         with contextlib.suppress(OSError):
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
         return "(no server log)"
@@ -205,17 +210,17 @@ class PgCluster:
         shm = lines[6].split() if len(lines) > 6 else []
         return int(lines[0]), int(shm[1]) if len(shm) == 2 else None
 
-    def _settle(self, timeout: float, killed: bool = False) -> None:
+    def _settle(self, timeout: float, grace: float, killed: bool = False) -> None:
         """If postmaster.pid names a dead (or, with ``killed``, a just-SIGKILLed) postmaster: wait
-        until it is dead or a zombie, its backends have exited and its shm is detached; reap what
-        we can; delete lock files naming a zombie we can't reap (they would block a restart; a
-        dead pid's lock file is left for PostgreSQL, which then also frees the old shm segment).
-        RuntimeError if that takes longer than ``timeout`` seconds."""
+        until it is dead or a zombie, its other processes have exited (SIGKILL those still alive
+        after ``grace`` seconds) and its shm is detached; reap what we can; delete lock files
+        naming a zombie we cannot reap (they block a restart; a dead pid's lock file is left to
+        PostgreSQL, which then also frees the old shm). RuntimeError after ``timeout`` seconds."""
         _reap_postgres_zombies()
         if (info := self._pidfile()) is None:
             return
         pid, shmid = info
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
         while True:
             st = _proc_stat(pid)
             if st is not None and st[1] != "Z" and not killed:
@@ -224,41 +229,50 @@ class PgCluster:
             attached = _shm_nattch(shmid) if shmid is not None else 0
             if (st is None or st[1] == "Z") and not live and attached == 0:
                 break
-            if time.monotonic() >= deadline:
+            if time.monotonic() - t0 >= timeout:
                 raise RuntimeError(
-                    f"postmaster {pid} (state {st}) gone for {timeout}s but "
-                    f"{live} still alive, {attached} attached to shm {shmid}"
+                    f"{timeout}s after killing postmaster {pid} (now {st}): processes {live} "
+                    f"alive, {attached} attached to shm {shmid}"
                 )
+            if time.monotonic() - t0 >= grace:
+                for p in live:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p, signal.SIGKILL)
             time.sleep(0.01)
             _reap_postgres_zombies()
         _reap_postgres_zombies()
+        self._dead_shmid = shmid
         if (st := _proc_stat(pid)) is not None and st[1] == "Z":
             (self.datadir / "postmaster.pid").unlink(missing_ok=True)
             (self.socket_dir / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
 
     def _live_cluster_pids(self) -> list[int]:
-        """Non-zombie processes of this cluster, found by -D datadir or cluster_name in cmdline."""
-        title, found = f"postgres: {self.cluster_name}:".encode(), []
+        """Non-zombie processes of this cluster: ``postgres -D datadir`` or titled with our
+        cluster_name ("postgres: NAME: checkpointer")."""
+        title, datadir, found = f"postgres: {self.cluster_name}:".encode(), str(self.datadir), []
         for entry in os.listdir("/proc"):
             try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
-            except OSError:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:  # gone, or not a pid
                 continue
-            if cmd.startswith(title) or str(self.datadir).encode() in cmd.split(b"\0"):
+            if argv[0].startswith(title) or (
+                os.path.basename(argv[0]) == b"postgres" and datadir.encode() in argv
+            ):
                 found.append(int(entry))
-        return [p for p in found if p != os.getpid()]
+        return found
 
     def start(self, timeout: float = 30) -> None:
         """``pg_ctl start -w`` and wait for a connection. RuntimeError with the log tail if the
         server does not start (or accept connections) within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        self._settle(timeout)
+        self._settle(timeout, grace=_BACKEND_GRACE)
         code, out = self._pg_ctl("start", "-l", str(self.logfile), timeout=timeout)
         if code != 0:
             raise RuntimeError(
                 f"pg_ctl start failed (exit {code}):\n{out}\n"
                 f"--- tail of {self.logfile} ---\n{self.log_tail()}"
             )
+        self._dead_shmid = None  # the new postmaster has recycled it
         self.wait_ready(max(1.0, deadline - time.monotonic()))
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -277,20 +291,23 @@ class PgCluster:
                     ) from exc
             time.sleep(0.05)
 
-    def kill_postmaster(self, timeout: float = 30) -> None:
-        """SIGKILL the postmaster, then wait until it and its backends are gone and the shared
-        memory segment is detached, so that :meth:`start` works. RuntimeError if no postmaster
-        is recorded in postmaster.pid, or if processes linger past ``timeout`` seconds."""
+    def kill_postmaster(self, timeout: float = 30, backend_grace: float = _BACKEND_GRACE) -> None:
+        """SIGKILL the postmaster, then wait until its backends are gone and its shared memory is
+        detached, so that :meth:`start` works. Idle backends exit within milliseconds; one busy
+        in a CPU-bound statement would not notice until it ends (and might still commit), so any
+        alive after ``backend_grace`` seconds are SIGKILLed too (0: kill all at once, as in a
+        machine crash). RuntimeError if postmaster.pid is missing (server not running) or if
+        processes are still there after ``timeout`` seconds."""
         info = self._pidfile()
         if info is None:
             raise RuntimeError(f"no postmaster.pid in {self.datadir}; server not running?")
         with contextlib.suppress(ProcessLookupError):
             os.kill(info[0], signal.SIGKILL)
-        self._settle(timeout, killed=True)
+        self._settle(timeout, grace=backend_grace, killed=True)
 
     def stop(self, timeout: float = 60) -> None:
         """``pg_ctl stop -m fast -w``; no-op if not running. RuntimeError if the stop fails."""
-        self._settle(timeout)
+        self._settle(timeout, grace=_BACKEND_GRACE)
         if (info := self._pidfile()) is None or _proc_stat(info[0]) is None:
             return  # not running (a dead postmaster's pid file is PostgreSQL's to clean up)
         code, out = self._pg_ctl("stop", "-m", "fast", timeout=timeout)
@@ -304,15 +321,19 @@ class PgCluster:
             time.sleep(0.01)
 
     def destroy(self) -> None:
-        """Stop (SIGKILL if a fast stop fails), then delete datadir and any private socket dir."""
+        """Stop (SIGKILL if a fast stop fails), free the shared memory segment of a killed server
+        that was not restarted, and delete datadir and any private socket dir (even on error)."""
         try:
             self.stop()
         except RuntimeError:
             if self._pidfile() is not None:
                 self.kill_postmaster()
-        shutil.rmtree(self.datadir, ignore_errors=True)
-        if self._own_socket_dir:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        finally:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            if self._own_socket_dir:
+                shutil.rmtree(self.socket_dir, ignore_errors=True)
+            if self._dead_shmid is not None and _shm_nattch(self._dead_shmid) == 0:
+                ctypes.CDLL(None).shmctl(self._dead_shmid, 0, None)  # 0 = IPC_RMID
 
     def __enter__(self) -> PgCluster:
         return self
