@@ -68,13 +68,14 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 
 
 def _register() -> None:
-    from . import demo, enqueue, migrate, status, work
+    from . import bench, demo, enqueue, migrate, status, work
 
     cli.add_command(migrate.migrate)
     cli.add_command(enqueue.enqueue)
     cli.add_command(status.status)
     cli.add_command(work.work)
     cli.add_command(demo.demo)
+    cli.add_command(bench.bench)
 
 
 _register()

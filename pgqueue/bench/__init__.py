@@ -1,0 +1,93 @@
+"""``pgqueue bench``: W1-W5 in a throwaway schema, medians of several runs.
+
+The schema (``pgqueue_bench_<random>``) is created, migrated and dropped afterwards,
+also when the run fails or is interrupted, so it is safe on a real database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from ..app import App
+from ..migrate import upgrade
+from . import workloads
+
+
+@dataclass
+class BenchConfig:
+    runs: int = 3
+    bulk_jobs: int = 20_000
+    single_jobs: int = 2_000
+    drain_jobs: int = 20_000
+    latency_jobs: int = 200
+    concurrency: int = 100
+    backlog: int = 0
+    only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W5"])
+
+
+@contextlib.contextmanager
+def bench_schema(dsn: str | None) -> Iterator[App]:
+    """A migrated throwaway schema; dropped on the way out whatever happened."""
+    app = App(dsn, schema=f"pgqueue_bench_{uuid.uuid4().hex[:8]}", strict_tasks=False)
+    try:
+        upgrade(app.dsn, app.schema)
+        yield app
+    finally:
+        app.close()
+        with psycopg.connect(app.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{app.schema}" CASCADE')
+
+
+def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run the selected workloads ``cfg.runs`` times; return per-run figures and medians."""
+    plan: list[tuple[str, str, Callable[[App], dict[str, float]]]] = [
+        ("W1", f"bulk enqueue {cfg.bulk_jobs:,}", lambda a: workloads.w1_bulk(a, cfg.bulk_jobs)),
+        (
+            "W2",
+            f"single enqueue {cfg.single_jobs:,}",
+            lambda a: workloads.w2_single(a, cfg.single_jobs),
+        ),
+        (
+            "W3",
+            f"drain {cfg.drain_jobs:,} (c={cfg.concurrency})",
+            lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency),
+        ),
+        (
+            "W4",
+            f"wake latency, {cfg.latency_jobs} jobs",
+            lambda a: workloads.w4_latency(a, cfg.latency_jobs),
+        ),
+    ]
+    if cfg.backlog:
+        plan.append(
+            (
+                "W5",
+                f"drain {cfg.drain_jobs:,} with {cfg.backlog:,} behind",
+                lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency, cfg.backlog),
+            )
+        )
+    plan = [p for p in plan if p[0] in cfg.only]
+    results: dict[str, Any] = {}
+    with bench_schema(dsn) as app:
+        for run_no in range(1, cfg.runs + 1):
+            for key, title, fn in plan:  # interleaved: each run does every workload
+                workloads.reset(app)
+                progress(f"run {run_no}/{cfg.runs} {key} {title} ...")
+                figures = fn(app)
+                progress(
+                    f"run {run_no}/{cfg.runs} {key} "
+                    + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
+                )
+                entry = results.setdefault(key, {"title": title, "runs": []})
+                entry["runs"].append(figures)
+    for entry in results.values():
+        metrics = entry["runs"][0].keys()
+        entry["median"] = {m: statistics.median(r[m] for r in entry["runs"]) for m in metrics}
+    return results

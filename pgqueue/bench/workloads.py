@@ -1,0 +1,176 @@
+"""The benchmark's workloads W1-W5, each a function returning its figures.
+
+Each runs in the benchmark's throwaway schema. Drain times come from the database's
+own timestamps (``max(finished_at) - min(created_at)``), so polling does not bias them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from ..app import App
+from ..errors import PgQueueError
+from ..jobspec import JobSpec
+
+
+class BenchError(PgQueueError):
+    """A workload could not finish (a worker died, a deadline passed)."""
+
+
+def reset(app: App) -> None:
+    """Empty the jobs table between runs."""
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(f'TRUNCATE "{app.schema}".jobs')
+        conn.execute(f'DELETE FROM "{app.schema}".workers')
+        conn.execute(f'VACUUM ANALYZE "{app.schema}".jobs')
+
+
+def w1_bulk(app: App, jobs: int) -> dict[str, float]:
+    """W1: ``jobs`` jobs through ``enqueue_many``; jobs/s."""
+    specs = [JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs)]
+    started = time.perf_counter()
+    app.enqueue_many(specs)
+    return {"jobs_per_s": jobs / (time.perf_counter() - started)}
+
+
+def w2_single(app: App, jobs: int) -> dict[str, float]:
+    """W2: one ``enqueue`` per call and transaction, one client; jobs/s."""
+    app.enqueue("bench.noop", kwargs={"i": -1})  # warm the pool and the schema check
+    started = time.perf_counter()
+    for n in range(jobs):
+        app.enqueue("bench.noop", kwargs={"i": n})
+    return {"jobs_per_s": jobs / (time.perf_counter() - started)}
+
+
+@contextlib.contextmanager
+def worker_process(app: App, concurrency: int, queue: str = "default") -> Iterator[None]:
+    """A ``pgqueue work`` child on the bench schema, ready (registered) when entered."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pgqueue.cli",
+        "--dsn",
+        app.dsn,
+        "--schema",
+        app.schema,
+        "--app",
+        "pgqueue.bench.tasks:app",
+        "work",
+        "-q",
+        queue,
+        "-c",
+        str(concurrency),
+        "--log-level",
+        "warning",
+        "--shutdown-timeout",
+        "5",
+    ]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(app.dsn, autocommit=True) as conn:
+            while True:
+                row = conn.execute(f'SELECT count(*) FROM "{app.schema}".workers').fetchone()
+                if row and row[0]:
+                    break
+                if proc.poll() is not None:
+                    raise BenchError(f"the worker process exited with {proc.returncode} at start")
+                if time.monotonic() > deadline:
+                    raise BenchError("the worker process did not start within 30 s")
+                time.sleep(0.05)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_drained(app: App, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                f"SELECT count(*) FROM \"{app.schema}\".jobs WHERE state IN ('queued', 'running') "
+                "AND priority >= 0"
+            ).fetchone()
+            if row and row[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{row[0] if row else '?'} jobs still unfinished after {timeout:.0f}s"
+                )
+            time.sleep(0.05)
+
+
+def w3_drain(app: App, jobs: int, concurrency: int, backlog: int = 0) -> dict[str, float]:
+    """W3 (and W5 with ``backlog``): drain ``jobs`` queued no-op jobs; jobs/s.
+
+    The backlog sits in the same queue at priority -1, behind the measured jobs.
+    """
+    if backlog:
+        insert_backlog(app, backlog)
+    with worker_process(app, concurrency):
+        app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
+        _wait_drained(app, timeout=max(120.0, jobs / 100))
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        row: Any = conn.execute(
+            f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "
+            f"FROM \"{app.schema}\".jobs WHERE state = 'succeeded' AND priority >= 0"
+        ).fetchone()
+    seconds, done = float(row[0]), int(row[1])
+    if done != jobs:
+        raise BenchError(f"{done} of {jobs} jobs succeeded")
+    return {"jobs_per_s": jobs / seconds}
+
+
+def insert_backlog(app: App, count: int) -> None:
+    """``count`` queued jobs at priority -1, written with COPY in chunks."""
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        with conn.cursor().copy(
+            f'COPY "{app.schema}".jobs (queue, task, kwargs, priority) FROM STDIN'
+        ) as copy:
+            for n in range(count):
+                copy.write_row(("default", "bench.noop", f'{{"i":{n}}}', -1))
+        conn.execute(f'ANALYZE "{app.schema}".jobs')
+
+
+def w4_latency(app: App, jobs: int, gap: float = 0.02) -> dict[str, float]:
+    """W4: an idle worker; jobs enqueued one at a time ``gap`` apart; handler-start
+    latency after ``enqueue`` returned, p50 and p99 in ms."""
+    sent: dict[int, float] = {}
+    with worker_process(app, concurrency=10):
+        app.enqueue("bench.noop", kwargs={"i": -1})  # warm-up, not measured
+        time.sleep(0.2)
+        for _ in range(jobs):
+            job_id = app.enqueue("bench.stamp")
+            sent[job_id] = time.time()
+            time.sleep(gap)
+        _wait_drained(app, timeout=60)
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT id, result FROM \"{app.schema}\".jobs WHERE task = 'bench.stamp'"
+        ).fetchall()
+    latencies = sorted((float(result) - sent[int(job_id)]) * 1000 for job_id, result in rows)
+    if len(latencies) != jobs:
+        raise BenchError(f"{len(latencies)} of {jobs} latency jobs finished")
+    return {"p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
+
+
+def _pct(sorted_values: list[float], pct: float) -> float:
+    k = (len(sorted_values) - 1) * pct / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
