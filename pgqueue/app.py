@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
@@ -199,13 +200,16 @@ class App:
         _migrate.check_revision(revision, self.schema)
         self._schema_ok = True
 
-    def _run(self, sql: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
+    @contextlib.contextmanager
+    def _connection(self, connection: Any) -> Iterator[Any]:
+        """The caller's connection, or one of the pool's; the schema checked once."""
         if connection is not None:
             self._check_schema_sync(connection)
-            return producer.run_sync(connection, sql, params)
+            yield connection
+            return
         with self.pool().connection() as conn:
             self._check_schema_sync(conn)
-            return producer.run_sync(conn, sql, params)
+            yield conn
 
     def enqueue(
         self,
@@ -242,14 +246,8 @@ class App:
                 dedupe_key=dedupe_key,
             )
         )
-        rows = self._run(self.query("job_insert"), params, connection)
-        job_id = producer.single_id(rows)
-        if job_id is None:
-            rows = self._run(self.query("job_find_unfinished_by_dedupe_key"), params, connection)
-            job_id = producer.single_id(rows)
-            if job_id is None:
-                raise producer.dedupe_lookup_failed(dedupe_key)
-        return job_id
+        with self._connection(connection) as conn:
+            return producer.insert_one(conn, self.schema, params)
 
     def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[int]:
         """Enqueue many jobs in one statement (one round trip); return the new ids in order.
@@ -260,8 +258,8 @@ class App:
         params = [self._params(spec) for spec in jobs]
         if not params:
             return []
-        rows = self._run(self.query("job_insert_many"), producer.batch_param(params), connection)
-        return [int(r[0]) for r in rows]
+        with self._connection(connection) as conn:
+            return producer.insert_many(conn, self.schema, params)
 
     def migrate(self) -> tuple[str | None, str]:
         """Upgrade the schema to this pgqueue's revision (see ``pgqueue.migrate.upgrade``)."""
@@ -305,15 +303,16 @@ class App:
         _migrate.check_revision(revision, self.schema)
         self._schema_ok = True
 
-    async def _arun(
-        self, sql: str, params: dict[str, Any], connection: Any
-    ) -> list[tuple[Any, ...]]:
+    @contextlib.asynccontextmanager
+    async def _aconnection(self, connection: Any) -> AsyncIterator[Any]:
+        """``_connection`` for the async API."""
         if connection is not None:
             await self._check_schema_async(connection)
-            return await producer.run_async(connection, sql, params)
+            yield connection
+            return
         async with (await self.apool()).connection() as conn:
             await self._check_schema_async(conn)
-            return await producer.run_async(conn, sql, params)
+            yield conn
 
     async def enqueue_async(
         self,
@@ -343,16 +342,8 @@ class App:
                 dedupe_key=dedupe_key,
             )
         )
-        rows = await self._arun(self.query("job_insert"), params, connection)
-        job_id = producer.single_id(rows)
-        if job_id is None:
-            rows = await self._arun(
-                self.query("job_find_unfinished_by_dedupe_key"), params, connection
-            )
-            job_id = producer.single_id(rows)
-            if job_id is None:
-                raise producer.dedupe_lookup_failed(dedupe_key)
-        return job_id
+        async with self._aconnection(connection) as conn:
+            return await producer.insert_one_async(conn, self.schema, params)
 
     async def enqueue_many_async(
         self, jobs: Iterable[JobSpec], *, connection: Any = None
@@ -361,10 +352,8 @@ class App:
         params = [self._params(spec) for spec in jobs]
         if not params:
             return []
-        rows = await self._arun(
-            self.query("job_insert_many"), producer.batch_param(params), connection
-        )
-        return [int(r[0]) for r in rows]
+        async with self._aconnection(connection) as conn:
+            return await producer.insert_many_async(conn, self.schema, params)
 
     async def aclose(self) -> None:
         """Close the async pool (and the sync one)."""

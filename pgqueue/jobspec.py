@@ -36,28 +36,49 @@ class JobSpec:
     dedupe_key: str | None = None
 
 
+_valid_names: set[tuple[str, str]] = set()  # names already checked (a bounded set of names)
+
+
 def check_queue(queue: object) -> str:
     """Return ``queue`` if it is a valid queue name, else raise ``InvalidJobError``."""
+    if isinstance(queue, str) and ("q", queue) in _valid_names:
+        return queue
     if not isinstance(queue, str) or not QUEUE_RE.match(queue):
         raise InvalidJobError(
             f"invalid queue name {queue!r}: start with a letter or underscore, then letters, "
             "digits, '_', '.', '-'; at most 63 characters (e.g. 'emails')"
         )
+    if len(_valid_names) < 10_000:
+        _valid_names.add(("q", queue))
     return queue
 
 
 def check_task_name(name: object) -> str:
     """Return ``name`` if it is a valid task name, else raise ``InvalidJobError``."""
+    if isinstance(name, str) and ("t", name) in _valid_names:
+        return name
     if not isinstance(name, str) or not TASK_RE.match(name):
         raise InvalidJobError(
             f"invalid task name {name!r}: start with a letter or underscore, then letters, "
             "digits, '_', '.', ':', '-'; at most 200 characters (e.g. 'emails.send')"
         )
+    if len(_valid_names) < 10_000:
+        _valid_names.add(("t", name))
     return name
 
 
+_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # json's escape of NUL, which jsonb rejects
+
+
+def _has_nul(text: str) -> bool:
+    return "\\u0000" in text and _NUL_RE.search(text) is not None
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _why_not_json(value: Any) -> str | None:
@@ -69,27 +90,36 @@ def _why_not_json(value: Any) -> str | None:
         if "Out of range float" in reason:
             reason = "NaN and infinity are not JSON"
         return reason
-    del text
+    if _has_nul(text):
+        return "it contains a NUL character (\\u0000), which PostgreSQL's jsonb cannot store"
     key = _non_string_key(value)
     if key is not None:
         return f"dict key {key!r} is not a string; JSON would silently turn it into one"
     return None
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _non_string_key(value: Any) -> object | None:
-    """The first dict key inside ``value`` that is not a string, if any."""
+    """The first dict key inside ``value`` that is not a string, if any.
+
+    Scalars are skipped without a call: this runs for every job on the bulk path.
+    """
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 return key if key is not None else "None"
-            found = _non_string_key(item)
-            if found is not None:
-                return found
+            if isinstance(item, _CONTAINERS):
+                found = _non_string_key(item)
+                if found is not None:
+                    return found
     elif isinstance(value, (list, tuple)):
         for item in value:
-            found = _non_string_key(item)
-            if found is not None:
-                return found
+            if isinstance(item, _CONTAINERS):
+                found = _non_string_key(item)
+                if found is not None:
+                    return found
     return None
 
 
@@ -98,14 +128,29 @@ def encode_arguments(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
 
     Raises ``InvalidJobError`` naming the first argument that is not JSON.
     """
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+    if type(args) not in (list, tuple) and (
+        isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+    ):
         raise InvalidJobError(
             f"args of task {task!r} must be a list or tuple, got {type(args).__name__}"
         )
-    if not isinstance(kwargs, Mapping):
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
         raise InvalidJobError(
             f"kwargs of task {task!r} must be a dict, got {type(kwargs).__name__}"
         )
+    # Fast path: one dumps each; the per-argument diagnosis below runs only on failure.
+    try:
+        args_json, kwargs_json = _dumps(list(args)), _dumps(dict(kwargs))
+    except (TypeError, ValueError):
+        pass
+    else:
+        if (
+            (not kwargs or _non_string_key(kwargs) is None)
+            and (not args or _non_string_key(args) is None)
+            and not _has_nul(args_json)
+            and not _has_nul(kwargs_json)
+        ):
+            return args_json, kwargs_json
     for i, value in enumerate(args):
         reason = _why_not_json(value)
         if reason:

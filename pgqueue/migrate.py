@@ -80,7 +80,6 @@ def upgrade(dsn: str, schema: str) -> tuple[str | None, str]:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    before = current_revision(dsn, schema)
     engine = create_engine(
         "postgresql+psycopg://",
         creator=lambda: psycopg.connect(dsn),
@@ -88,6 +87,12 @@ def upgrade(dsn: str, schema: str) -> tuple[str | None, str]:
     )
     try:
         with engine.begin() as connection:
+            # Read "before" under migrate's advisory lock (the one env.py takes; it nests in
+            # one session), so of many concurrent runs exactly one reports the upgrade.
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"pgqueue.migrate.{schema}"}
+            )
+            before = read_revision(connection.connection.driver_connection, schema)
             command.upgrade(_config(schema, connection=connection), "head")
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import ConfigurationError, InvalidJobError
+from .sql import query
 
 
 def _kind(conn: object) -> str:
@@ -88,6 +89,99 @@ def batch_param(params: Sequence[dict[str, Any]]) -> dict[str, Any]:
         tail = json.dumps(rest, separators=(",", ":"))[1:-1]
         parts.append(f'{{"args":{p["args"]},"kwargs":{p["kwargs"]},{tail}}}')
     return {"jobs": "[" + ",".join(parts) + "]"}
+
+
+def _psycopg_of(conn: Any) -> Any:
+    """The psycopg 3 connection behind a caller's connection (same transaction), or None."""
+    import psycopg
+
+    kind = _kind(conn)
+    if kind == "psycopg":
+        return conn
+    if kind in ("sa", "sa-session"):
+        sa_conn = conn if kind == "sa" else conn.connection()
+        raw = sa_conn.connection.driver_connection
+        return raw if isinstance(raw, psycopg.Connection) else None
+    return None
+
+
+def _copyable(params: Sequence[dict[str, Any]]) -> bool:
+    """COPY fits when no job has a dedupe key (no ON CONFLICT in COPY) and all are due now."""
+    return all(p["dedupe_key"] is None and p["run_at"] is None and not p["delay"] for p in params)
+
+
+def _copy_text(ids: list[int], params: Sequence[dict[str, Any]]) -> str:
+    """COPY text-format lines for the batch, built directly (no per-row adapter calls).
+
+    Safe because queue and task names are validated identifiers, numbers are numbers,
+    and JSON text never holds a raw tab or newline (json escapes them), so the only
+    character COPY needs escaped is the backslash.
+    """
+    lines = [
+        f"{i}\t{p['queue']}\t{p['task']}\t{p['args'].replace(chr(92), chr(92) * 2)}\t"
+        f"{p['kwargs'].replace(chr(92), chr(92) * 2)}\t{p['priority']}\t{p['max_attempts']}\n"
+        for i, p in zip(ids, params, strict=True)
+    ]
+    return "".join(lines)
+
+
+def insert_one(conn: Any, schema: str, params: dict[str, Any]) -> int:
+    """Write one job; its id (or the id of the unfinished job holding its dedupe key)."""
+    name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
+    job_id = single_id(run_sync(conn, query(schema, name), params))
+    if job_id is None:
+        rows = run_sync(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params)
+        job_id = single_id(rows)
+        if job_id is None:
+            raise dedupe_lookup_failed(params["dedupe_key"])
+    return job_id
+
+
+async def insert_one_async(conn: Any, schema: str, params: dict[str, Any]) -> int:
+    """``insert_one`` on an async connection."""
+    name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
+    job_id = single_id(await run_async(conn, query(schema, name), params))
+    if job_id is None:
+        rows = await run_async(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params)
+        job_id = single_id(rows)
+        if job_id is None:
+            raise dedupe_lookup_failed(params["dedupe_key"])
+    return job_id
+
+
+def insert_many(conn: Any, schema: str, params: Sequence[dict[str, Any]]) -> list[int]:
+    """Write many jobs; their ids in input order (dedupe-skipped ones left out).
+
+    COPY (with ids reserved from the sequence first) when every job is due now and has
+    no dedupe key and the connection is psycopg 3; else one INSERT ... SELECT of a jsonb
+    array. One job failing a constraint fails the whole batch: nothing is written.
+    """
+    raw = _psycopg_of(conn) if _copyable(params) else None
+    if raw is None:
+        return [
+            int(r[0]) for r in run_sync(conn, query(schema, "job_insert_many"), batch_param(params))
+        ]
+    with raw.cursor() as cur:
+        cur.execute(query(schema, "job_id_reserve"), {"n": len(params)})
+        ids = [int(r[0]) for r in cur.fetchall()]
+        with cur.copy(query(schema, "job_copy")) as copy:
+            copy.write(_copy_text(ids, params))
+    return ids
+
+
+async def insert_many_async(conn: Any, schema: str, params: Sequence[dict[str, Any]]) -> list[int]:
+    """``insert_many`` on an async connection (COPY on a psycopg ``AsyncConnection``)."""
+    import psycopg
+
+    if not (_copyable(params) and isinstance(conn, psycopg.AsyncConnection)):
+        rows = await run_async(conn, query(schema, "job_insert_many"), batch_param(params))
+        return [int(r[0]) for r in rows]
+    async with conn.cursor() as cur:
+        await cur.execute(query(schema, "job_id_reserve"), {"n": len(params)})
+        ids = [int(r[0]) for r in await cur.fetchall()]
+        async with cur.copy(query(schema, "job_copy")) as copy:
+            await copy.write(_copy_text(ids, params))
+    return ids
 
 
 def single_id(rows: list[tuple[Any, ...]]) -> int | None:

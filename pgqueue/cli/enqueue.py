@@ -21,7 +21,7 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
             f"{option} is not valid JSON ({exc.msg} at column {exc.colno})"
         ) from None
     if not isinstance(parsed, kind):
-        want = "an array, e.g. '[1, 2]'" if kind is list else 'an object, e.g. \'{"to": "a@b.c"}\''
+        want = "array, e.g. '[1, 2]'" if kind is list else 'object, e.g. \'{"to": "a@b.c"}\''
         raise InvalidJobError(f"{option} must be a JSON {want}")
     return parsed
 

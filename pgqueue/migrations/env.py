@@ -19,6 +19,9 @@ def run_offline() -> None:
     context.configure(
         url="postgresql://",
         literal_binds=True,
+        # "named" keeps '%' in the DDL (plpgsql RAISE placeholders) as it is; the default
+        # pyformat style would print it doubled and the printed function would not compile.
+        dialect_opts={"paramstyle": "named"},
         version_table_schema=schema,
         transactional_ddl=True,
     )

@@ -13,6 +13,15 @@ SELECT to_regclass('{schema}.alembic_version') IS NOT NULL AS present;
 SELECT version_num FROM {schema}.alembic_version;
 
 -- name: job_insert
+-- The common case, no dedupe key: a plain INSERT (ON CONFLICT's speculative insertion
+-- costs more per row, so it is used only when a key is given).
+INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts)
+VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+        COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+        %(max_attempts)s)
+RETURNING id;
+
+-- name: job_insert_deduped
 -- ON CONFLICT targets the partial unique index on unfinished dedupe keys; a row that
 -- loses the race returns nothing and the caller looks the existing job up.
 INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts, dedupe_key)
@@ -42,6 +51,17 @@ ORDER BY j.ord
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
 DO NOTHING
 RETURNING id;
+
+-- name: job_id_reserve
+-- Ids for a COPY batch, taken from the identity's sequence in one round trip, so
+-- enqueue_many can return them in input order (COPY itself returns nothing).
+SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id'))
+FROM generate_series(1, %(n)s);
+
+-- name: job_copy
+-- The bulk fast path (no dedupe keys, due now): run_at and created_at take now().
+-- The statement-level NOTIFY trigger fires for COPY as for INSERT.
+COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts) FROM STDIN;
 
 -- name: job_get
 SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,

@@ -40,6 +40,10 @@ from .runner import Claimed, Outcome, run_job
 
 log = logging.getLogger("pgqueue.worker")
 
+# First pause when a due job could not be claimed (row-locked elsewhere); doubles up to the
+# poll interval.
+_DUE_BACKOFF_START = 0.01
+
 
 class Worker:
     """Works jobs of ``app``'s tasks from ``config.queues`` until stopped."""
@@ -84,22 +88,29 @@ class Worker:
             self._wake.set()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop gracefully; a second one stops at once."""
+        """SIGTERM and SIGINT stop gracefully; a SIGINT after that stops at once.
+
+        A repeated SIGTERM changes nothing: systemd signals every process of a unit and
+        a supervisor forwards its own signal too, so one ``stop`` can arrive twice.
+        """
         assert self._loop is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stopping:
-            log.warning("second %s: handing running jobs back now", sig.name)
-        else:
+        if not self._stopping:
             log.info(
                 "%s: no new claims; waiting up to %.0fs for %d running job(s)",
                 sig.name,
                 self.config.shutdown_timeout,
                 len(self._running),
             )
-        self._set_stop(immediate=False)
+            self._set_stop(immediate=False)
+        elif sig == signal.SIGINT:
+            log.warning("second SIGINT: handing running jobs back now")
+            self._set_stop(immediate=True)
+        else:
+            log.info("%s again: still waiting for running jobs (a SIGINT stops now)", sig.name)
 
     # -- main ----------------------------------------------------------------------------
     async def run(self, *, handle_signals: bool = False) -> None:
@@ -170,6 +181,7 @@ class Worker:
         cfg = self.config
         batch_cap = cfg.claim_batch or cfg.concurrency
         backoff = 0.1
+        due_backoff = _DUE_BACKOFF_START
         while not self._stopping:
             free = cfg.concurrency - len(self._running)
             if free <= 0:
@@ -188,9 +200,18 @@ class Worker:
                 continue
             for job in jobs:
                 self._start(job, executor)
+            if jobs:
+                due_backoff = _DUE_BACKOFF_START
             if len(jobs) == want:
                 continue  # there may be more; claim again as soon as a slot allows
-            await self._sleep(await self._idle_timeout(), wake=self._wake)
+            timeout = await self._idle_timeout()
+            if timeout <= 0:
+                # A job is due, yet the claim did not return it: another transaction holds
+                # its row lock (SKIP LOCKED passed it over). Back off instead of spinning.
+                timeout, due_backoff = due_backoff, min(due_backoff * 2, cfg.poll_interval)
+            else:
+                due_backoff = _DUE_BACKOFF_START
+            await self._sleep(timeout, wake=self._wake)
 
     async def _claim(self, limit: int) -> list[Claimed]:
         async with self.pool.connection() as conn:

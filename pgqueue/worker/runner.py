@@ -10,7 +10,9 @@ a timeout error; write sync handlers that can time out to be safe to run twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import threading
 import time
 import traceback
@@ -69,11 +71,24 @@ class Outcome:
     written: bool = False
 
 
+# A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
+# odd number of backslashes before "u0000" is an escape; an even number is literal text.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _result_json(value: Any) -> str:
+    """The result as JSON, or ``null`` when it cannot be stored (not JSON, or a string with
+    a NUL character): one result the database refuses must not hold up other jobs' writes."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
         return "null"
+    return "null" if _JSON_NUL.search(text) else text
+
+
+def _storable(text: str) -> str:
+    """``text`` without NUL characters, which PostgreSQL cannot store in text or jsonb."""
+    return text.replace("\x00", "\\x00")
 
 
 def _error(job: Claimed, kind: str, exc: BaseException | None, message: str) -> dict[str, Any]:
@@ -82,8 +97,8 @@ def _error(job: Claimed, kind: str, exc: BaseException | None, message: str) -> 
         "attempt": job.attempt,
         "kind": kind,
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}" if exc else None,
-        "message": message,
-        "traceback": tb,
+        "message": _storable(message),
+        "traceback": None if tb is None else _storable(tb),
     }
 
 
@@ -98,12 +113,24 @@ async def _call_sync_in_own_thread(
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            loop.call_soon_threadsafe(_set_exception, fut, exc)
+            _deliver(loop, _set_exception, fut, exc)
         else:
-            loop.call_soon_threadsafe(_set_result, fut, result)
+            _deliver(loop, _set_result, fut, result)
 
     threading.Thread(target=target, name="pgqueue-job", daemon=True).start()
     return await asyncio.wrap_future(fut)
+
+
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    setter: Callable[[Future[Any], Any], None],
+    fut: Future[Any],
+    value: Any,
+) -> None:
+    """Hand an abandoned thread's outcome to the loop; nobody waits for it any more if the
+    loop has closed meanwhile (the worker stopped), which is not an error."""
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+        loop.call_soon_threadsafe(setter, fut, value)
 
 
 def _set_result(fut: Future[Any], value: Any) -> None:

@@ -1,7 +1,10 @@
 """``pgqueue work --processes N``: run N worker processes and restart one that dies.
 
 SIGTERM/SIGINT are passed on to every child (each shuts down gracefully); a second
-SIGINT is passed on too, which makes the children stop at once. A child that exits
+SIGINT is passed on too, which makes the children stop at once. SIGHUP (the terminal
+went away) is passed on as SIGTERM. The children run in their own session: a terminal's
+Ctrl-C goes to the whole foreground process group, and would otherwise reach each child
+twice (directly and forwarded), which a child takes for "stop now". A child that exits
 non-zero is restarted after a short backoff; one that keeps dying within a second of
 starting is restarted at most every 5 seconds.
 """
@@ -25,17 +28,18 @@ def supervise(processes: int, child_argv: list[str]) -> int:
     stopping = {"signals": 0}
 
     def spawn(slot: int) -> None:
-        children[slot] = (subprocess.Popen(cmd), time.monotonic())
+        children[slot] = (subprocess.Popen(cmd, start_new_session=True), time.monotonic())
         log.info("worker process %d started (pid %d)", slot, children[slot][0].pid)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         stopping["signals"] += 1
+        sig = signal.SIGTERM if signum == signal.SIGHUP else signum
         for proc, _ in children.values():
             if proc.poll() is None:
-                proc.send_signal(signum)
+                proc.send_signal(sig)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
     for slot in range(processes):
         spawn(slot)
     restart_at: dict[int, float] = {}
