@@ -67,7 +67,11 @@ def test_enqueue_by_task_object_uses_task_defaults(
     assert row["kwargs"] == {"subject": "hi"}
     assert (row["queue"], row["priority"], row["max_attempts"]) == ("emails", 3, 7)
     assert (row["state"], row["attempt"], row["error_count"], row["lost_count"]) == (
-        "queued", 0, 0, 0)
+        "queued",
+        0,
+        0,
+        0,
+    )
     assert row["dedupe_key"] is None and row["errors"] == [] and row["result"] is None
     assert row["run_at"] == row["created_at"]
     assert row["lease_expires_at"] is None and row["worker_id"] is None
@@ -87,11 +91,22 @@ def test_enqueue_by_name_round_trips_arguments(
 
 def test_enqueue_options_land_in_the_row(app: App, send: Task, conn: Conn, schema: str) -> None:
     run_at = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=timezone(timedelta(hours=2)))
-    a = app.enqueue(send, ["x"], queue="other", priority=-32768, run_at=run_at,
-                    max_attempts=1, dedupe_key="key-a")
+    a = app.enqueue(
+        send,
+        ["x"],
+        queue="other",
+        priority=-32768,
+        run_at=run_at,
+        max_attempts=1,
+        dedupe_key="key-a",
+    )
     row = job_row(conn, schema, a)
     assert (row["queue"], row["priority"], row["max_attempts"], row["dedupe_key"]) == (
-        "other", -32768, 1, "key-a")
+        "other",
+        -32768,
+        1,
+        "key-a",
+    )
     assert row["run_at"] == run_at
 
     b = app.enqueue(send, ["y"], delay=90.5, priority=32767)
@@ -106,7 +121,11 @@ def test_defer_and_options(app: App, send: Task, conn: Conn, schema: str) -> Non
     ra, rb = job_row(conn, schema, a), job_row(conn, schema, b)
     assert (ra["args"], ra["kwargs"], ra["queue"]) == (["a@b.c"], {"subject": "s"}, "emails")
     assert (rb["args"], rb["queue"], rb["priority"], rb["dedupe_key"]) == (
-        ["b@b.c"], "bulk", 9, "d")
+        ["b@b.c"],
+        "bulk",
+        9,
+        "d",
+    )
 
 
 def test_ids_increase(app: App, send: Task) -> None:
@@ -137,15 +156,15 @@ def test_dedupe_returns_the_same_id_while_unfinished(
     assert count_jobs(conn, schema) == 3
 
 
-def test_enqueue_many_skips_held_dedupe_keys(
-    app: App, send: Task, conn: Conn, schema: str
-) -> None:
+def test_enqueue_many_skips_held_dedupe_keys(app: App, send: Task, conn: Conn, schema: str) -> None:
     held = app.enqueue(send, ["held"], dedupe_key="k1")
-    ids = app.enqueue_many([
-        JobSpec("send_email", ["new"], dedupe_key="k2"),
-        JobSpec("send_email", ["dup"], dedupe_key="k1"),
-        JobSpec("send_email", ["plain"]),
-    ])
+    ids = app.enqueue_many(
+        [
+            JobSpec("send_email", ["new"], dedupe_key="k2"),
+            JobSpec("send_email", ["dup"], dedupe_key="k1"),
+            JobSpec("send_email", ["plain"]),
+        ]
+    )
     assert len(ids) == 2 and held not in ids
     assert [job_row(conn, schema, i)["args"] for i in ids] == [["new"], ["plain"]]
     assert count_jobs(conn, schema) == 3
@@ -213,7 +232,11 @@ def test_unknown_task_allowed_when_not_strict(pg_dsn: str, schema: str, conn: Co
         producer.close()
     row = job_row(conn, schema, job_id)
     assert (row["task"], row["queue"], row["priority"], row["max_attempts"]) == (
-        "defined.elsewhere", "default", 0, 20)
+        "defined.elsewhere",
+        "default",
+        0,
+        20,
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +249,12 @@ def test_unknown_task_allowed_when_not_strict(pg_dsn: str, schema: str, conn: Co
     ],
 )
 def test_bad_arguments_raise_and_write_nothing(
-    app: App, send: Task, conn: Conn, schema: str, args: list[Any], kwargs: dict[str, Any],
+    app: App,
+    send: Task,
+    conn: Conn,
+    schema: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
     named: str,
 ) -> None:
     with pytest.raises(InvalidJobError, match=named):
@@ -238,8 +266,13 @@ def test_bad_arguments_raise_and_write_nothing(
 
 @pytest.mark.parametrize(
     "options",
-    [{"queue": "no spaces"}, {"priority": 40000}, {"delay": -1},
-     {"run_at": datetime(2030, 1, 1)}, {"max_attempts": 0}],
+    [
+        {"queue": "no spaces"},
+        {"priority": 40000},
+        {"delay": -1},
+        {"run_at": datetime(2030, 1, 1)},
+        {"max_attempts": 0},
+    ],
 )
 def test_bad_options_raise_and_write_nothing(
     app: App, send: Task, conn: Conn, schema: str, options: dict[str, Any]
@@ -268,8 +301,9 @@ def test_psycopg_connection_rollback_and_commit(
     assert conn.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = %s', (gone,)).fetchone() is None
 
 
-def test_psycopg_transaction_block(app: App, send: Task, conn: Conn, schema: str,
-                                   pg_dsn: str) -> None:
+def test_psycopg_transaction_block(
+    app: App, send: Task, conn: Conn, schema: str, pg_dsn: str
+) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as own:
         with pytest.raises(RuntimeError), own.transaction():
             app.enqueue(send, ["x"], connection=own)
@@ -281,8 +315,9 @@ def test_psycopg_transaction_block(app: App, send: Task, conn: Conn, schema: str
     assert len(many) == 3
 
 
-def test_sqlalchemy_connection(app: App, send: Task, conn: Conn, schema: str,
-                               engine: Engine) -> None:
+def test_sqlalchemy_connection(
+    app: App, send: Task, conn: Conn, schema: str, engine: Engine
+) -> None:
     with engine.connect() as sa_conn:
         app.enqueue(send, ["rolled back"], connection=sa_conn)
         app.enqueue_many([send.spec("rb2")], connection=sa_conn)
@@ -296,8 +331,7 @@ def test_sqlalchemy_connection(app: App, send: Task, conn: Conn, schema: str,
     assert job_row(conn, schema, kept)["args"] == ["committed"]
 
 
-def test_sqlalchemy_session(app: App, send: Task, conn: Conn, schema: str,
-                            engine: Engine) -> None:
+def test_sqlalchemy_session(app: App, send: Task, conn: Conn, schema: str, engine: Engine) -> None:
     with Session(engine) as session:
         app.enqueue(send, ["rolled back"], connection=session)
         assert count_jobs(conn, schema) == 0
@@ -309,11 +343,15 @@ def test_sqlalchemy_session(app: App, send: Task, conn: Conn, schema: str,
         assert count_jobs(conn, schema) == 0
     assert count_jobs(conn, schema) == 3
     assert [job_row(conn, schema, i)["args"] for i in [kept, *many]] == [
-        ["committed"], ["m1"], ["m2"]]
+        ["committed"],
+        ["m1"],
+        ["m2"],
+    ]
 
 
-def test_async_psycopg_connection(app: App, send: Task, conn: Conn, schema: str,
-                                  pg_dsn: str) -> None:
+def test_async_psycopg_connection(
+    app: App, send: Task, conn: Conn, schema: str, pg_dsn: str
+) -> None:
     async def main() -> int:
         async with await psycopg.AsyncConnection.connect(pg_dsn) as aconn:
             await app.enqueue_async(send, ["rolled back"], connection=aconn)
@@ -330,11 +368,13 @@ def test_async_psycopg_connection(app: App, send: Task, conn: Conn, schema: str,
     assert job_row(conn, schema, kept)["args"] == ["committed"]
 
 
-def test_async_sqlalchemy_session(app: App, send: Task, conn: Conn, schema: str,
-                                  pg_dsn: str) -> None:
+def test_async_sqlalchemy_session(
+    app: App, send: Task, conn: Conn, schema: str, pg_dsn: str
+) -> None:
     async def main() -> int:
         aengine = create_async_engine(
-            "postgresql+psycopg://", poolclass=NullPool,
+            "postgresql+psycopg://",
+            poolclass=NullPool,
             async_creator=lambda: psycopg.AsyncConnection.connect(pg_dsn),
         )
         try:
@@ -373,8 +413,9 @@ def test_enqueue_async_on_the_pool(app: App, send: Task, conn: Conn, schema: str
     assert [job_row(conn, schema, i)["args"] for i in [b, *many]] == [["b"], ["c"], ["d"]]
 
 
-def test_wrong_connection_kinds_are_rejected(app: App, send: Task, conn: Conn,
-                                             schema: str, pg_dsn: str) -> None:
+def test_wrong_connection_kinds_are_rejected(
+    app: App, send: Task, conn: Conn, schema: str, pg_dsn: str
+) -> None:
     from pgqueue import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="Connection"):
@@ -394,25 +435,31 @@ def test_wrong_connection_kinds_are_rejected(app: App, send: Task, conn: Conn,
 
 def test_enqueue_many_10000_in_input_order(app: App, send: Task, conn: Conn, schema: str) -> None:
     specs = [
-        JobSpec("send_email", [i], {"n": str(i)}, queue=f"q{i % 3}", priority=i % 5,
-                dedupe_key=None if i % 2 else f"k{i}")
+        JobSpec(
+            "send_email",
+            [i],
+            {"n": str(i)},
+            queue=f"q{i % 3}",
+            priority=i % 5,
+            dedupe_key=None if i % 2 else f"k{i}",
+        )
         for i in range(10_000)
     ]
     ids = app.enqueue_many(specs)
     assert len(ids) == 10_000 and len(set(ids)) == 10_000
     assert count_jobs(conn, schema) == 10_000
     rows = conn.execute(
-        f'SELECT id, (args->>0)::int, kwargs->>\'n\', queue, priority, dedupe_key, max_attempts '
+        f"SELECT id, (args->>0)::int, kwargs->>'n', queue, priority, dedupe_key, max_attempts "
         f'FROM "{schema}".jobs ORDER BY id'
     ).fetchall()
     by_id = {r[0]: r[1:] for r in rows}
     for i, job_id in enumerate(ids):
-        assert by_id[job_id] == (i, str(i), f"q{i % 3}", i % 5,
-                                 None if i % 2 else f"k{i}", 7), f"job {i}"
+        assert by_id[job_id] == (i, str(i), f"q{i % 3}", i % 5, None if i % 2 else f"k{i}", 7), (
+            f"job {i}"
+        )
 
 
-def test_enqueue_many_with_run_at_and_delay(app: App, send: Task, conn: Conn,
-                                            schema: str) -> None:
+def test_enqueue_many_with_run_at_and_delay(app: App, send: Task, conn: Conn, schema: str) -> None:
     when = datetime(2032, 1, 1, tzinfo=timezone.utc)
     ids = app.enqueue_many(
         iter([JobSpec("send_email", run_at=when), JobSpec("send_email", delay=30)])
@@ -444,12 +491,21 @@ def test_sql_enqueue_function(conn: Conn, schema: str) -> None:
     obj = call("'send_email', '{\"to\": \"a@b.c\"}'")
     row = job_row(conn, schema, obj)
     assert (row["task"], row["args"], row["kwargs"], row["queue"], row["state"]) == (
-        "send_email", [], {"to": "a@b.c"}, "default", "queued")
+        "send_email",
+        [],
+        {"to": "a@b.c"},
+        "default",
+        "queued",
+    )
 
     arr = call("'reports.build', '[2026, 11]', queue => 'reports', priority => 4")
     row = job_row(conn, schema, arr)
     assert (row["args"], row["kwargs"], row["queue"], row["priority"]) == (
-        [2026, 11], {}, "reports", 4)
+        [2026, 11],
+        {},
+        "reports",
+        4,
+    )
 
     first = call("'sync', '{}', dedupe_key => %s", "acct-1")
     assert call("'sync', '{\"again\": true}', dedupe_key => %s", "acct-1") == first

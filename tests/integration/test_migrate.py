@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,18 +17,41 @@ from pgqueue import App, SchemaNotMigrated
 from pgqueue.cli.root import cli
 from pgqueue.migrate import HEAD_REVISION, current_revision, head_revision, upgrade, upgrade_sql
 from pgqueue.sql import queries
+from tests.helpers import wait_until
 
 Conn = psycopg.Connection[Any]
 
-PGQUEUE_SCRIPT = Path(sys.executable).parent / "pgqueue"
+#: The real command line, as a user runs it (``python -m pgqueue.cli`` is the ``pgqueue`` script).
+PGQUEUE = [sys.executable, "-m", "pgqueue.cli"]
 
 JOBS_COLUMNS = {
-    "id", "queue", "task", "args", "kwargs", "state", "priority", "run_at", "attempt",
-    "max_attempts", "error_count", "lost_count", "lease_expires_at", "worker_id", "dedupe_key",
-    "errors", "result", "created_at", "started_at", "finished_at",
+    "id",
+    "queue",
+    "task",
+    "args",
+    "kwargs",
+    "state",
+    "priority",
+    "run_at",
+    "attempt",
+    "max_attempts",
+    "error_count",
+    "lost_count",
+    "lease_expires_at",
+    "worker_id",
+    "dedupe_key",
+    "errors",
+    "result",
+    "created_at",
+    "started_at",
+    "finished_at",
 }
 JOBS_INDEXES = {
-    "jobs_pkey", "jobs_claim_idx", "jobs_lease_idx", "jobs_dedupe_key_idx", "jobs_finished_idx",
+    "jobs_pkey",
+    "jobs_claim_idx",
+    "jobs_lease_idx",
+    "jobs_dedupe_key_idx",
+    "jobs_finished_idx",
 }
 
 
@@ -42,8 +64,9 @@ def clean_env() -> dict[str, str]:
 def run_cli(*args: str) -> tuple[int, str, str]:
     """Run the click command in-process: (exit code, stdout, stderr). A Python exception that
     escaped the command (which the real script would print as a traceback) fails the test."""
-    result = CliRunner(env={k: None for k in ("PGQUEUE_DSN", "DATABASE_URL",
-                                              "PGQUEUE_SCHEMA", "PGQUEUE_APP")}).invoke(cli, args)
+    result = CliRunner(
+        env={k: None for k in ("PGQUEUE_DSN", "DATABASE_URL", "PGQUEUE_SCHEMA", "PGQUEUE_APP")}
+    ).invoke(cli, args)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}") from result.exception
     return result.exit_code, result.stdout, result.stderr
@@ -72,7 +95,8 @@ def test_migrate_twice_is_a_no_op(pg_dsn: str, unmigrated_schema: str, conn: Con
     ).fetchone()
     assert ddl_before == ddl_after
     assert conn.execute(f'SELECT version_num FROM "{s}".alembic_version').fetchall() == [
-        (HEAD_REVISION,)]
+        (HEAD_REVISION,)
+    ]
     assert conn.execute(f'SELECT task FROM "{s}".jobs').fetchall() == [("keep.me",)]
 
 
@@ -98,13 +122,32 @@ def test_app_migrate(pg_dsn: str, unmigrated_schema: str, conn: Conn) -> None:
 
 
 def test_four_processes_migrate_at_once(pg_dsn: str, unmigrated_schema: str, conn: Conn) -> None:
-    assert PGQUEUE_SCRIPT.exists(), f"no pgqueue script next to {sys.executable}"
-    cmd = [str(PGQUEUE_SCRIPT), "--dsn", pg_dsn, "--schema", unmigrated_schema, "migrate"]
+    cmd = [*PGQUEUE, "--dsn", pg_dsn, "--schema", unmigrated_schema, "migrate"]
+    # Hold migrate's advisory lock until all four are queued on it: a real pile-up every run.
+    key = f"pgqueue.migrate.{unmigrated_schema}"
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
     procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=clean_env())
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()
+        )
         for _ in range(4)
     ]
+    try:
+        wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND objid = hashtext(%s)::oid",
+                    (key,),
+                ).fetchone()
+                == (4,)
+                or any(p.poll() is not None for p in procs)
+            ),
+            timeout=60,
+            what="four migrate processes waiting on the advisory lock",
+        )
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
     outputs = [p.communicate(timeout=60) for p in procs]
     for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, f"exit {p.returncode}: {out}{err}"
@@ -114,7 +157,8 @@ def test_four_processes_migrate_at_once(pg_dsn: str, unmigrated_schema: str, con
     assert sum("up to date" in r for r in reports) == 3, reports
     assert current_revision(pg_dsn, unmigrated_schema) == HEAD_REVISION
     assert conn.execute(
-        f'SELECT count(*) FROM "{unmigrated_schema}".alembic_version').fetchone() == (1,)
+        f'SELECT count(*) FROM "{unmigrated_schema}".alembic_version'
+    ).fetchone() == (1,)
 
 
 # -- the schema the code expects -------------------------------------------------------------
@@ -161,13 +205,22 @@ def test_every_query_prepares_and_plans_against_the_migrated_schema(
 
 
 def test_jobs_table_columns_and_indexes(conn: Conn, schema: str) -> None:
-    columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = 'jobs'", (schema,))}
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'jobs'",
+            (schema,),
+        )
+    }
     assert columns == JOBS_COLUMNS
-    indexes = dict(conn.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'jobs'",
-        (schema,)).fetchall())
+    indexes = dict(
+        conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = %s AND tablename = 'jobs'",
+            (schema,),
+        ).fetchall()
+    )
     assert set(indexes) == JOBS_INDEXES
     assert "WHERE (state = 'queued'::text)" in indexes["jobs_claim_idx"]
     assert "WHERE (state = 'running'::text)" in indexes["jobs_lease_idx"]
@@ -186,14 +239,22 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
     ).fetchone() == ("v",)
     assert conn.execute(
         "SELECT count(*) FROM pg_proc WHERE proname = 'enqueue' "
-        "AND pronamespace = to_regnamespace(%s)", (f'"{schema}"',)).fetchone() == (1,)
+        "AND pronamespace = to_regnamespace(%s)",
+        (f'"{schema}"',),
+    ).fetchone() == (1,)
     assert conn.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify_insert' "
-        "AND tgrelid = to_regclass(%s)", (f'"{schema}".jobs',)).fetchone() == (1,)
-    view_cols = [r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = 'queue_stats' ORDER BY ordinal_position",
-        (schema,))]
+        "AND tgrelid = to_regclass(%s)",
+        (f'"{schema}".jobs',),
+    ).fetchone() == (1,)
+    view_cols = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'queue_stats' ORDER BY ordinal_position",
+            (schema,),
+        )
+    ]
     assert view_cols == ["queue", "state", "jobs", "oldest_age_seconds"]
 
 
@@ -215,8 +276,9 @@ def _assert_one_line_migrate_error(code: int, out: str, err: str) -> None:
 def test_commands_on_an_unmigrated_schema(
     pg_dsn: str, unmigrated_schema: str, conn: Conn, command: list[str]
 ) -> None:
-    _assert_one_line_migrate_error(*run_cli("--dsn", pg_dsn, "--schema", unmigrated_schema,
-                                            *command))
+    _assert_one_line_migrate_error(
+        *run_cli("--dsn", pg_dsn, "--schema", unmigrated_schema, *command)
+    )
     assert not schema_exists(conn, unmigrated_schema)  # nothing written, not even the schema
 
 
@@ -225,14 +287,19 @@ def test_commands_on_an_empty_existing_schema(
 ) -> None:
     conn.execute(f'CREATE SCHEMA "{unmigrated_schema}"')
     for command in (["status"], ["enqueue", "t"]):
-        _assert_one_line_migrate_error(*run_cli("--dsn", pg_dsn, "--schema", unmigrated_schema,
-                                                *command))
+        _assert_one_line_migrate_error(
+            *run_cli("--dsn", pg_dsn, "--schema", unmigrated_schema, *command)
+        )
 
 
 def test_real_script_on_an_unmigrated_schema(pg_dsn: str, unmigrated_schema: str) -> None:
     proc = subprocess.run(
-        [str(PGQUEUE_SCRIPT), "--dsn", pg_dsn, "--schema", unmigrated_schema, "enqueue", "t"],
-        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
+        [*PGQUEUE, "--dsn", pg_dsn, "--schema", unmigrated_schema, "enqueue", "t"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        check=False,
     )
     _assert_one_line_migrate_error(proc.returncode, proc.stdout, proc.stderr)
 
@@ -278,13 +345,6 @@ def test_migrate_sql_prints_ddl_and_writes_nothing(
     assert not schema_exists(conn, unmigrated_schema)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (pgqueue/migrations/env.py): offline mode renders op.execute() text with the "
-    "pyformat paramstyle, so '%' in the enqueue() function's RAISE becomes '%%' and the "
-    "printed DDL fails ('too many parameters specified for RAISE'). Fix: pass "
-    "dialect_opts={'paramstyle': 'named'} to context.configure in run_offline().",
-)
 def test_migrate_sql_output_applies_and_works(
     pg_dsn: str, unmigrated_schema: str, conn: Conn
 ) -> None:

@@ -32,20 +32,21 @@ def received(listener: Conn, *, expect: int | None = None) -> list[tuple[str, st
     anything more within QUIET; with ``expect`` None, whatever comes within QUIET."""
     got: list[tuple[str, str]] = []
     if expect:
-        got += [(n.channel, n.payload)
-                for n in listener.notifies(timeout=ARRIVE, stop_after=expect)]
+        got += [
+            (n.channel, n.payload) for n in listener.notifies(timeout=ARRIVE, stop_after=expect)
+        ]
     got += [(n.channel, n.payload) for n in listener.notifies(timeout=QUIET)]
     return got
 
 
-def test_notification_after_commit_only(app: App, listener: Conn, pg_dsn: str,
-                                        schema: str) -> None:
+def test_notification_after_commit_only(app: App, listener: Conn, pg_dsn: str, schema: str) -> None:
     channel = channel_for(schema)
     secret = "s3cret-token-42"
     app.strict_tasks = False
     with psycopg.connect(pg_dsn) as producer_conn:
-        app.enqueue("send_email", [secret], {"password": secret}, queue="emails",
-                    connection=producer_conn)
+        app.enqueue(
+            "send_email", [secret], {"password": secret}, queue="emails", connection=producer_conn
+        )
         assert received(listener) == []  # nothing before commit
         producer_conn.commit()
     got = received(listener, expect=1)

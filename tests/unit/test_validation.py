@@ -25,13 +25,27 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pgqueue"
 def test_valid_spec_becomes_params() -> None:
     when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     params = to_params(
-        JobSpec("emails.send", (1, "x"), {"to": "a@b.c", "n": [1.5, None, True]},
-                queue="emails", priority=-5, run_at=when, max_attempts=3, dedupe_key="k")
+        JobSpec(
+            "emails.send",
+            (1, "x"),
+            {"to": "a@b.c", "n": [1.5, None, True]},
+            queue="emails",
+            priority=-5,
+            run_at=when,
+            max_attempts=3,
+            dedupe_key="k",
+        )
     )
     assert params == {
-        "queue": "emails", "task": "emails.send", "args": '[1,"x"]',
-        "kwargs": '{"to":"a@b.c","n":[1.5,null,true]}', "priority": -5, "run_at": when,
-        "delay": 0.0, "max_attempts": 3, "dedupe_key": "k",
+        "queue": "emails",
+        "task": "emails.send",
+        "args": '[1,"x"]',
+        "kwargs": '{"to":"a@b.c","n":[1.5,null,true]}',
+        "priority": -5,
+        "run_at": when,
+        "delay": 0.0,
+        "max_attempts": 3,
+        "dedupe_key": "k",
     }
 
 
@@ -254,8 +268,14 @@ def test_validate_schema_default_and_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_every_query_loads_and_is_filled_in() -> None:
     names = set(_raw())
-    assert {"job_insert", "job_insert_many", "job_find_unfinished_by_dedupe_key",
-            "schema_version_table_exists", "schema_revision", "queue_stats_list"} <= names
+    assert {
+        "job_insert",
+        "job_insert_many",
+        "job_find_unfinished_by_dedupe_key",
+        "schema_version_table_exists",
+        "schema_revision",
+        "queue_stats_list",
+    } <= names
     filled = queries("my_schema")
     assert set(filled) == names
     for name, sql in filled.items():
@@ -340,18 +360,27 @@ def test_task_registration_defaults_and_options() -> None:
     async def send(to: str) -> None:
         return None
 
-    assert plain.name.endswith("test_validation.test_task_registration_defaults_and_options."
-                                "locals.plain")
+    assert plain.name.endswith(
+        "test_validation.test_task_registration_defaults_and_options.locals.plain"
+    )
     assert plain(1) == 2
     assert (plain.queue, plain.priority, plain.max_attempts, plain.timeout) == (
-        "default", 0, 20, None)
+        "default",
+        0,
+        20,
+        None,
+    )
     assert not plain.is_async
     assert send.is_async
     assert (send.queue, send.priority, send.max_attempts, send.timeout) == ("emails", 5, 3, 2.5)
     assert app.tasks == {plain.name: plain, "emails.send": send}
     spec = send.spec("a@b.c", cc=None)
     assert (spec.task, tuple(spec.args), dict(spec.kwargs), spec.queue) == (
-        "emails.send", ("a@b.c",), {"cc": None}, "emails")
+        "emails.send",
+        ("a@b.c",),
+        {"cc": None},
+        "emails",
+    )
 
 
 def test_duplicate_task_name_rejected() -> None:
@@ -373,8 +402,8 @@ def test_registering_the_same_function_twice_is_harmless() -> None:
 
     def f() -> None: ...
 
-    a = app.task(f, name="same")
-    b = app.task(f, name="same")
+    a = app.task(name="same")(f)
+    b = app.task(name="same")(f)
     assert a.func is b.func and list(app.tasks) == ["same"]
 
 
@@ -382,7 +411,7 @@ def test_registering_the_same_function_twice_is_harmless() -> None:
 def test_bad_timeout_rejected(timeout: float) -> None:
     app = _app()
     with pytest.raises(ConfigurationError, match="timeout"):
-        app.task(lambda: None, name="t", timeout=timeout)
+        app.task(name="t", timeout=timeout)(lambda: None)
     assert app.tasks == {}
 
 
@@ -398,7 +427,7 @@ def test_bad_timeout_rejected(timeout: float) -> None:
 def test_bad_task_options_rejected(options: dict[str, Any], says: str) -> None:
     app = _app()
     with pytest.raises(ConfigurationError, match=says):
-        app.task(lambda: None, **({"name": "t"} | options))
+        app.task(**({"name": "t"} | options))(lambda: None)
     assert app.tasks == {}
 
 
