@@ -136,12 +136,8 @@ class App:
                 f"unknown task {spec.task!r} (registered: {known}); register it with "
                 "@app.task, or use App(strict_tasks=False) to enqueue tasks defined elsewhere"
             )
-        if task is not None:
-            spec.queue = task.queue if spec.queue is None else spec.queue
-            spec.priority = task.priority if spec.priority is None else spec.priority
-            spec.max_attempts = (
-                task.max_attempts if spec.max_attempts is None else spec.max_attempts
-            )
+        if task is not None:  # the task's defaults, without changing the caller's spec
+            return to_params(spec, task.queue, task.priority, task.max_attempts)
         return to_params(spec)
 
     def _spec(

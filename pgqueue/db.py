@@ -47,7 +47,10 @@ def normalize_dsn(dsn: str) -> str:
     Raises ``ConfigurationError`` naming the problem when libpq cannot parse it.
     """
     dsn = dsn.strip()
-    dsn = _SA_DRIVER.sub(lambda m: m.group(1) + "://", dsn)
+    dsn = _SA_DRIVER.sub(lambda m: m.group(1).lower() + "://", dsn)
+    if dsn[:13].lower() in ("postgresql://",) or dsn[:11].lower() == "postgres://":
+        scheme, rest = dsn.split("://", 1)
+        dsn = scheme.lower() + "://" + rest  # libpq only knows the lower-case schemes
     if not dsn:
         raise ConfigurationError("the DSN is empty: pass --dsn or set PGQUEUE_DSN")
     if "://" in dsn and not dsn.lower().startswith(("postgresql://", "postgres://")):

@@ -101,6 +101,13 @@ def _why_not_json(value: Any) -> str | None:
 _CONTAINERS = (dict, list, tuple)
 
 
+class _NoneKey:
+    """Stands for a ``None`` dict key (``None`` itself means "no bad key found")."""
+
+    def __repr__(self) -> str:
+        return "None"
+
+
 def _non_string_key(value: Any) -> object | None:
     """The first dict key inside ``value`` that is not a string, if any.
 
@@ -109,7 +116,7 @@ def _non_string_key(value: Any) -> object | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if type(key) is not str:
-                return key if key is not None else "None"
+                return key if key is not None else _NoneKey()
             if isinstance(item, _CONTAINERS):
                 found = _non_string_key(item)
                 if found is not None:
@@ -178,15 +185,24 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def to_params(spec: JobSpec) -> dict[str, Any]:
-    """Validated query parameters for one job (see ``job_insert`` in queries.sql)."""
+def to_params(
+    spec: JobSpec, queue: str = "default", priority: int = 0, max_attempts: int = 20
+) -> dict[str, Any]:
+    """Validated query parameters for one job (see ``job_insert`` in queries.sql).
+
+    ``queue``/``priority``/``max_attempts`` are the defaults for options the spec leaves
+    as None (the task's). Raises ``InvalidJobError``; ``spec`` is never changed.
+    """
     task = check_task_name(spec.task)
-    queue = check_queue(spec.queue if spec.queue is not None else "default")
+    queue = check_queue(spec.queue if spec.queue is not None else queue)
     priority = _check_int(
-        "priority", 0 if spec.priority is None else spec.priority, *PRIORITY_RANGE
+        "priority", priority if spec.priority is None else spec.priority, *PRIORITY_RANGE
     )
     max_attempts = _check_int(
-        "max_attempts", 20 if spec.max_attempts is None else spec.max_attempts, 1, 1_000_000
+        "max_attempts",
+        max_attempts if spec.max_attempts is None else spec.max_attempts,
+        1,
+        1_000_000,
     )
     if spec.run_at is not None and spec.delay is not None:
         raise InvalidJobError("give run_at or delay, not both")

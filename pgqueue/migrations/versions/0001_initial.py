@@ -106,8 +106,8 @@ CREATE FUNCTION {s}.enqueue(
 DECLARE
     new_id bigint;
 BEGIN
-    IF jsonb_typeof(arguments) NOT IN ('object', 'array') THEN
-        RAISE EXCEPTION 'pgqueue.enqueue: arguments must be a JSON object (keyword arguments) or array (positional), got %', jsonb_typeof(arguments)
+    IF arguments IS NULL OR jsonb_typeof(arguments) NOT IN ('object', 'array') THEN
+        RAISE EXCEPTION 'enqueue: arguments must be a JSON object (keyword arguments) or array (positional), got %', coalesce(jsonb_typeof(arguments), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO {s}.jobs AS j (task, args, kwargs, queue, priority, run_at, max_attempts, dedupe_key)
