@@ -20,7 +20,9 @@ def wait_until(
     last: T = condition()
     while not last:
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition}: {last!r}"
+            )
         time.sleep(interval)
         last = condition()
     return last

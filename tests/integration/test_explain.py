@@ -20,7 +20,7 @@ def test_claim_and_reaper_use_their_indexes(
     app.enqueue_many(specs)
     # Most of the table finished, as in production: the claim must not wade through it.
     conn.execute(
-        f'UPDATE "{schema}".jobs SET state = \'succeeded\', finished_at = now() WHERE id % 10 <> 0'
+        f"UPDATE \"{schema}\".jobs SET state = 'succeeded', finished_at = now() WHERE id % 10 <> 0"
     )
     conn.execute(f'ANALYZE "{schema}".jobs')
 

@@ -1,0 +1,100 @@
+"""The app that subprocess workers in the worker and crash tests run.
+
+DSN and schema come from ``PGQUEUE_DSN`` / ``PGQUEUE_SCHEMA`` (the test sets them). Every
+task records what it did in ``<schema>.effects`` (created by the test, see
+``tests/worker/procs.py``) so that a test can count how often a handler really ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from pgqueue import App, RetryPolicy
+from pgqueue.worker import JobContext
+
+app = App(strict_tasks=False)
+
+# Retries come back quickly (a job that failed while PostgreSQL was down, for one).
+FAST_RETRY = RetryPolicy(base=0.1, factor=2.0, max_delay=1.0, jitter=0.0)
+
+_pool: ConnectionPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _effects_pool() -> ConnectionPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ConnectionPool(
+                app.dsn,
+                min_size=1,
+                max_size=24,
+                open=True,
+                kwargs={"autocommit": True},
+                name="sample-app",
+                timeout=10,
+            )
+        return _pool
+
+
+def _record(ctx: JobContext, note: str | None = None) -> dict[str, Any]:
+    """One row in effects for this run of the handler; the job's result names the worker."""
+    with _effects_pool().connection() as conn:
+        conn.execute(
+            f'INSERT INTO "{app.schema}".effects (job_id, attempt, worker_pid, lease_lost, note) '
+            "VALUES (%s, %s, %s, %s, %s)",
+            (ctx.job_id, ctx.attempt, os.getpid(), ctx.lease_lost.is_set(), note),
+        )
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+def _duration(ctx: JobContext, seconds: float, later: float | None) -> float:
+    """``seconds`` on the first attempt; ``later`` (if given) on the attempts after it."""
+    return seconds if ctx.attempt == 1 or later is None else later
+
+
+@app.task(name="record", pass_context=True, retry=FAST_RETRY)
+def record(ctx: JobContext, *_args: Any) -> dict[str, Any]:
+    return _record(ctx)
+
+
+@app.task(name="slow", pass_context=True, retry=FAST_RETRY)
+def slow(ctx: JobContext, seconds: float, later: float | None = None) -> dict[str, Any]:
+    """Sleep in small steps (stopping early if the lease is lost), then record."""
+    deadline = time.monotonic() + _duration(ctx, seconds, later)
+    while time.monotonic() < deadline and not ctx.lease_lost.is_set():
+        time.sleep(0.02)
+    return _record(ctx, "slow")
+
+
+@app.task(name="slow_async", pass_context=True, retry=FAST_RETRY)
+async def slow_async(ctx: JobContext, seconds: float, later: float | None = None) -> dict[str, Any]:
+    await asyncio.sleep(_duration(ctx, seconds, later))
+    return await asyncio.to_thread(_record, ctx, "slow_async")
+
+
+@app.task(name="blocking_async", pass_context=True, retry=FAST_RETRY)
+async def blocking_async(ctx: JobContext, seconds: float) -> dict[str, Any]:
+    """A badly written async handler: it blocks the event loop for ``seconds``."""
+    time.sleep(seconds)
+    return _record(ctx, "blocking_async")
+
+
+@app.task(name="always_raises", pass_context=True, retry=FAST_RETRY)
+def always_raises(ctx: JobContext) -> None:
+    _record(ctx, "raises")
+    raise RuntimeError(f"always_raises: attempt {ctx.attempt}")
+
+
+@app.task(name="kill_self", pass_context=True, retry=FAST_RETRY)
+def kill_self(ctx: JobContext) -> None:
+    """Record, then SIGKILL the worker process that runs it."""
+    _record(ctx, "kill_self")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,522 @@
+"""The worker in this process against a real PostgreSQL: outcomes, retries, timeouts,
+ordering, the run_at timer, leases and fencing, the LISTEN connection."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from pgqueue import App, LeaseLost, RetryPolicy
+from pgqueue.worker import JobContext
+from tests.helpers import wait_until
+from tests.worker.inproc import running
+from tests.worker.procs import job
+
+Conn = psycopg.Connection[Any]
+
+
+def state_of(conn: Conn, schema: str, job_id: int) -> str:
+    return str(job(conn, schema, job_id)["state"])
+
+
+def wait_state(
+    conn: Conn, schema: str, job_id: int, state: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    wait_until(
+        lambda: state_of(conn, schema, job_id) == state,
+        timeout=timeout,
+        what=f"job {job_id} {state}",
+    )
+    return job(conn, schema, job_id)
+
+
+def listen_backends(conn: Conn, schema: str) -> list[int]:
+    """Backends whose last statement is this schema's LISTEN."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query = %s", (f'LISTEN "{schema}_jobs"',)
+        )
+    ]
+
+
+def test_sync_and_async_handlers_succeed(app: App, conn: Conn, schema: str) -> None:
+    @app.task(name="add")
+    def add(a: int, b: int) -> int:
+        assert threading.current_thread().name.startswith("pgqueue-job")
+        return a + b
+
+    @app.task(name="amul")
+    async def amul(a: int, b: int) -> dict[str, int]:
+        await asyncio.sleep(0.01)
+        return {"product": a * b}
+
+    @app.task(name="opaque")
+    def opaque() -> object:
+        return object()  # not JSON: the job still succeeds, with no result
+
+    ids = [add.defer(2, 3), amul.defer(4, 5), opaque.defer()]
+    with running(app) as worker:
+        row = conn.execute(
+            f'SELECT host, pid, queues, concurrency FROM "{schema}".workers WHERE id = %s',
+            (worker.id,),
+        ).fetchone()
+        assert row is not None and row[1:] == (os.getpid(), ["default"], 10)
+        for job_id in ids:
+            wait_state(conn, schema, job_id, "succeeded")
+    rows = [job(conn, schema, i) for i in ids]
+    assert [r["result"] for r in rows] == [5, {"product": 20}, None]
+    for r in rows:
+        assert r["attempt"] == 1 and r["errors"] == [] and r["error_count"] == 0
+        assert r["finished_at"] is not None and r["started_at"] is not None
+        assert r["finished_at"] >= r["started_at"]
+        assert r["lease_expires_at"] is None
+    # A stopped worker leaves the workers table.
+    assert conn.execute(f'SELECT count(*) FROM "{schema}".workers').fetchone() == (0,)
+
+
+def test_always_raising_job_fails_after_max_attempts_with_every_error(
+    app: App, conn: Conn, schema: str
+) -> None:
+    fast = RetryPolicy(base=0.1, factor=2.0, jitter=0.0)
+
+    @app.task(name="boom", max_attempts=3, retry=fast)
+    def boom(n: int) -> None:
+        raise ValueError(f"boom {n}")
+
+    @app.task(name="aboom", max_attempts=2, retry=fast)
+    async def aboom() -> None:
+        raise KeyError("async boom")
+
+    sync_id, async_id = boom.defer(7), aboom.defer()
+    with running(app) as worker:
+        sync_row = wait_state(conn, schema, sync_id, "failed")
+        async_row = wait_state(conn, schema, async_id, "failed")
+    assert (sync_row["attempt"], sync_row["error_count"], sync_row["lost_count"]) == (3, 3, 0)
+    assert (async_row["attempt"], async_row["error_count"]) == (2, 2)
+    assert sync_row["finished_at"] is not None and sync_row["result"] is None
+    errors = sync_row["errors"]
+    assert [e["attempt"] for e in errors] == [1, 2, 3]
+    for e in errors:
+        assert e["kind"] == "error"
+        assert e["type"] == "builtins.ValueError"
+        assert e["message"] == "ValueError: boom 7"
+        assert "Traceback" in e["traceback"] and 'raise ValueError(f"boom {n}")' in e["traceback"]
+        assert e["worker"] == worker.id
+    # Exponential backoff without jitter: 0.1 s, then 0.2 s between attempts.
+    ats = conn.execute(
+        "SELECT (e->>'at')::timestamptz FROM jsonb_array_elements(%s::jsonb) AS e", (Jsonb(errors),)
+    ).fetchall()
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(ats)]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps
+    assert [e["type"] for e in async_row["errors"]] == ["builtins.KeyError"] * 2
+
+
+def test_no_retry_for_fails_at_once(app: App, conn: Conn, schema: str) -> None:
+    class Permanent(Exception):
+        pass
+
+    class VeryPermanent(Permanent):
+        pass
+
+    @app.task(name="perm", max_attempts=5, no_retry_for=(Permanent,))
+    def perm(sub: bool) -> None:
+        raise (VeryPermanent if sub else Permanent)("give up")
+
+    @app.task(
+        name="transient",
+        max_attempts=2,
+        no_retry_for=(Permanent,),
+        retry=RetryPolicy(base=0.05, jitter=0),
+    )
+    def transient() -> None:
+        raise OSError("try again")
+
+    ids = [perm.defer(False), perm.defer(True), transient.defer()]
+    with running(app):
+        rows = [wait_state(conn, schema, i, "failed") for i in ids]
+    for r in rows[:2]:
+        assert (r["attempt"], r["error_count"], len(r["errors"])) == (1, 1, 1)
+    assert rows[0]["errors"][0]["type"].endswith(".Permanent")
+    assert rows[1]["errors"][0]["type"].endswith(".VeryPermanent")
+    assert rows[2]["attempt"] == 2  # other exceptions still retry
+
+
+def test_timeouts_cancel_async_and_abandon_sync_handlers(app: App, conn: Conn, schema: str) -> None:
+    cancelled = threading.Event()
+    release = threading.Event()
+
+    @app.task(name="hang_async", timeout=0.3, max_attempts=1)
+    async def hang_async() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @app.task(name="hang_sync", timeout=0.3, max_attempts=1)
+    def hang_sync() -> None:
+        release.wait(30)
+
+    @app.task(name="quick")
+    def quick() -> str:
+        return "ok"
+
+    ids = [hang_async.defer(), hang_sync.defer()]
+    try:
+        with running(app, concurrency=2):
+            rows = [wait_state(conn, schema, i, "failed") for i in ids]
+            # The abandoned thread does not hold a slot: the worker keeps working.
+            assert wait_state(conn, schema, quick.defer(), "succeeded")["result"] == "ok"
+    finally:
+        release.set()
+    assert cancelled.is_set()
+    for r, name in zip(rows, ["hang_async", "hang_sync"], strict=False):
+        (err,) = r["errors"]
+        assert err["kind"] == "timeout"
+        assert err["type"] == "pgqueue.errors.JobTimeout"
+        assert f"{name} ran past its timeout of 0.3s" in err["message"]
+        assert (r["finished_at"] - r["started_at"]).total_seconds() < 3
+
+
+def test_unknown_task_fails_at_once(app: App, conn: Conn, schema: str) -> None:
+    @app.task(name="known")
+    def known() -> None:
+        pass
+
+    (job_id,) = conn.execute(f'SELECT "{schema}".enqueue(%s)', ("nosuch.task",)).fetchone()
+    with running(app):
+        row = wait_state(conn, schema, job_id, "failed")
+    assert (row["attempt"], row["error_count"], row["max_attempts"]) == (1, 1, 20)
+    (err,) = row["errors"]
+    assert err["kind"] == "unknown_task" and "'nosuch.task'" in err["message"]
+
+
+def test_claims_by_priority_then_run_at_then_id(app: App, conn: Conn, schema: str) -> None:
+    order: list[str] = []
+
+    @app.task(name="mark")
+    def mark(tag: str) -> None:
+        order.append(tag)
+
+    (now,) = conn.execute("SELECT now()").fetchone()
+    for tag, prio, ago in [
+        ("a", 0, 3),
+        ("b", 5, 1),
+        ("c", 5, 2),
+        ("d", 0, 3),
+        ("e", -1, 10),
+        ("f", 0, 2),
+    ]:
+        app.enqueue(mark, [tag], priority=prio, run_at=now - timedelta(seconds=ago))
+    with running(app, concurrency=1):
+        wait_until(lambda: len(order) == 6, what="6 jobs run")
+    assert order == ["c", "b", "a", "d", "f", "e"]
+
+
+@pytest.mark.parametrize("listen", [False, True], ids=["timer-only", "notify-then-timer"])
+def test_scheduled_job_runs_when_due_not_at_next_poll(
+    app: App, conn: Conn, schema: str, listen: bool
+) -> None:
+    @app.task(name="later")
+    def later() -> None:
+        pass
+
+    ids: list[int] = []
+    if not listen:  # enqueued before the worker starts: only the timer can wake it in time
+        ids.append(app.enqueue(later, delay=1.5))
+    with running(app, poll_interval=10.0, listen=listen):
+        if listen:
+            time.sleep(0.3)  # let the worker go idle on its 10 s poll first
+            ids.append(app.enqueue(later, delay=1.5))
+        row = wait_state(conn, schema, ids[0], "succeeded", timeout=6)
+    late = (row["started_at"] - row["run_at"]).total_seconds()
+    assert 0 <= late < 1.0, f"started {late:.3f}s after run_at"
+
+
+def test_extend_lease_lengthens_the_lease_and_heartbeats_keep_it(
+    app: App, conn: Conn, schema: str
+) -> None:
+    extended, release = threading.Event(), threading.Event()
+
+    @app.task(name="extender", pass_context=True)
+    def extender(ctx: JobContext) -> str:
+        with pytest.raises(ValueError):
+            ctx.extend_lease(0)
+        ctx.extend_lease(60)
+        extended.set()
+        release.wait(10)
+        return "done"
+
+    job_id = extender.defer()
+    try:
+        with running(app, lease=1.5) as worker:
+            wait_until(extended.is_set, what="lease extended")
+
+            def left() -> float:
+                sql = f'SELECT extract(epoch FROM lease_expires_at - now()) FROM "{schema}".jobs '
+                return float(conn.execute(sql + "WHERE id = %s", (job_id,)).fetchone()[0])
+
+            assert 55 < left() <= 60
+
+            # Two heartbeats later (every 0.5 s), the lease has not been shortened to 1.5 s.
+            def beats() -> Any:
+                sql = f'SELECT last_heartbeat_at FROM "{schema}".workers WHERE id = %s'
+                return conn.execute(sql, (worker.id,)).fetchone()[0]
+
+            first = beats()
+            wait_until(lambda: beats() > first, timeout=3, what="a heartbeat")
+            second = beats()
+            wait_until(lambda: beats() > second, timeout=3, what="another heartbeat")
+            assert left() > 50
+            release.set()
+            assert wait_state(conn, schema, job_id, "succeeded")["result"] == "done"
+    finally:
+        release.set()
+
+
+def _steal(conn: Conn, schema: str, job_id: int) -> None:
+    """What a reclaim by another worker does to the row: a new attempt (fencing token)
+    and a lease of its own (long, so that this test's reaper leaves it alone)."""
+    conn.execute(
+        f'UPDATE "{schema}".jobs SET attempt = attempt + 1, worker_id = %s, '
+        "lease_expires_at = now() + interval '1 hour' WHERE id = %s AND state = 'running'",
+        ("someone-else", job_id),
+    )
+
+
+def _assert_still_stolen(conn: Conn, schema: str, job_id: int) -> None:
+    row = job(conn, schema, job_id)
+    assert (row["state"], row["attempt"], row["worker_id"]) == ("running", 2, "someone-else")
+    assert row["result"] is None and row["finished_at"] is None
+    assert (row["error_count"], row["lost_count"], row["errors"]) == (0, 0, [])
+
+
+@pytest.mark.parametrize("outcome", ["returns", "raises"])
+def test_fenced_completion_of_a_reclaimed_job_is_discarded(
+    app: App, conn: Conn, schema: str, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    started, go = threading.Event(), threading.Event()
+
+    @app.task(name="zombie", max_attempts=5)
+    def zombie() -> str:
+        started.set()
+        go.wait(10)
+        if outcome == "raises":
+            raise RuntimeError("too late")
+        return "from the old attempt"
+
+    job_id = zombie.defer()
+    caplog.set_level(logging.WARNING, logger="pgqueue.worker")
+    try:
+        with running(app, lease=30.0) as worker:  # no heartbeat (every 10 s) during the test
+            wait_until(started.is_set, what="handler started")
+            _steal(conn, schema, job_id)
+            go.set()
+            assert worker.completer is not None
+            wait_until(lambda: worker.completer.lost == 1, what="the write rejected")
+            _assert_still_stolen(conn, schema, job_id)
+            assert worker.held.snapshot() == {}
+        _assert_still_stolen(conn, schema, job_id)  # and shutdown did not release it
+    finally:
+        go.set()
+    assert "lease lost before the result was written; result discarded" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_heartbeat_tells_the_handler_its_lease_is_lost(
+    app: App, conn: Conn, schema: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: dict[str, Any] = {}
+    started, done = threading.Event(), threading.Event()
+
+    @app.task(name="sync_victim", pass_context=True)
+    def sync_victim(ctx: JobContext) -> str:
+        started.set()
+        seen["lost"] = ctx.lease_lost.wait(10)
+        try:
+            ctx.extend_lease(5)
+        except LeaseLost as exc:
+            seen["extend"] = exc
+        done.set()
+        return "from the old attempt"
+
+    @app.task(name="async_victim", pass_context=True)
+    async def async_victim(ctx: JobContext) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen["lost"] = ctx.lease_lost.is_set()
+            seen["cancelled"] = True
+            done.set()
+            raise
+        return "from the old attempt"
+
+    job_id = (sync_victim if kind == "sync" else async_victim).defer()
+    caplog.set_level(logging.WARNING, logger="pgqueue.worker")
+    with running(app, lease=1.5) as worker:  # heartbeat every 0.5 s
+        wait_until(started.is_set, what="handler started")
+        _steal(conn, schema, job_id)
+        wait_until(done.is_set, timeout=3, what="handler told its lease is lost")
+        wait_until(lambda: not worker._running, what="run finished")
+        _assert_still_stolen(conn, schema, job_id)
+        assert worker.held.snapshot() == {}
+    _assert_still_stolen(conn, schema, job_id)
+    assert seen["lost"] is True
+    if kind == "sync":
+        assert isinstance(seen["extend"], LeaseLost)
+    else:
+        assert seen["cancelled"] is True
+    assert f"job {job_id}: lease lost" in caplog.text
+
+
+def test_listen_connection_terminated_reconnects_and_wakes_on_notify(
+    app: App, conn: Conn, schema: str
+) -> None:
+    @app.task(name="ping")
+    def ping() -> None:
+        pass
+
+    with running(app, poll_interval=30.0) as worker:  # pick-up in time can only be NOTIFY
+        assert worker.listener is not None
+        (old,) = listen_backends(conn, schema)
+        conn.execute("SELECT pg_terminate_backend(%s)", (old,))
+        wait_until(
+            lambda: [p for p in listen_backends(conn, schema) if p != old],
+            timeout=5,
+            what="a new LISTEN backend",
+        )
+        wait_until(lambda: worker.listener.reconnects == 1, what="listener reconnected")
+        wait_state(conn, schema, ping.defer(), "succeeded", timeout=3)
+        time.sleep(0.2)  # idle again, on its 30 s poll
+        row = wait_state(conn, schema, ping.defer(), "succeeded", timeout=3)
+    assert (row["started_at"] - row["created_at"]).total_seconds() < 1.0
+
+
+def test_listen_down_pick_up_stays_within_poll_interval(app: App, conn: Conn, schema: str) -> None:
+    @app.task(name="ping")
+    def ping() -> None:
+        pass
+
+    with running(app, poll_interval=0.5) as worker:
+        assert worker.listener is not None
+        worker.listener.dsn = "host=127.0.0.1 port=1 user=nobody dbname=nowhere connect_timeout=1"
+        (old,) = listen_backends(conn, schema)
+        conn.execute("SELECT pg_terminate_backend(%s)", (old,))
+        wait_until(lambda: not worker.listener.connected.is_set(), what="listener down")
+        wait_state(conn, schema, ping.defer(), "succeeded", timeout=3)
+        latencies = []
+        for _ in range(3):
+            time.sleep(0.1)
+            row = wait_state(conn, schema, ping.defer(), "succeeded", timeout=3)
+            latencies.append((row["started_at"] - row["created_at"]).total_seconds())
+        assert listen_backends(conn, schema) == []  # still not listening: polling did it
+    assert max(latencies) < 0.5 + 0.5, latencies
+
+
+def test_due_job_row_locked_elsewhere_does_not_make_the_worker_spin(
+    app: App, conn: Conn, schema: str, pg_dsn: str
+) -> None:
+    @app.task(name="locked")
+    def locked() -> str:
+        return "ran"
+
+    job_id = locked.defer()
+    calls = {"n": 0}
+    # A job row locked by some other transaction (an admin's open BEGIN ... UPDATE, a tool
+    # that locks rows): SKIP LOCKED passes it over although it is due.
+    with psycopg.connect(pg_dsn) as locker:
+        locker.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = %s FOR UPDATE', (job_id,))
+        with running(app, poll_interval=1.0) as worker:
+            claim = worker._claim
+
+            async def counting_claim(limit: int) -> Any:
+                calls["n"] += 1
+                return await claim(limit)
+
+            worker._claim = counting_claim  # type: ignore[method-assign]
+            time.sleep(1.5)
+            assert worker.claimed == 0
+            assert calls["n"] < 15, f"{calls['n']} claims in 1.5 s while the job was locked"
+            locker.rollback()
+            # Once the lock is gone, the job is claimed within the poll interval.
+            assert wait_state(conn, schema, job_id, "succeeded", timeout=3)["result"] == "ran"
+
+
+def test_results_and_errors_postgres_cannot_store_do_not_block_other_jobs(
+    app: App, conn: Conn, schema: str
+) -> None:
+    @app.task(name="nul_result")
+    def nul_result() -> str:
+        return "a\x00b"  # jsonb refuses \u0000
+
+    @app.task(name="backslash_result")
+    def backslash_result() -> str:
+        return "a\\u0000b"  # only looks like one: stored as it is
+
+    @app.task(name="nul_error", max_attempts=1)
+    def nul_error() -> None:
+        raise ValueError("bad\x00byte")
+
+    @app.task(name="fine")
+    def fine() -> int:
+        return 1
+
+    ids = [nul_result.defer(), backslash_result.defer(), nul_error.defer(), fine.defer()]
+    with running(app, concurrency=4):
+        rows = [
+            wait_state(conn, schema, i, s)
+            for i, s in zip(ids, ["succeeded", "succeeded", "failed", "succeeded"], strict=True)
+        ]
+    assert [r["result"] for r in rows] == [None, "a\\u0000b", None, 1]
+    (err,) = rows[2]["errors"]
+    assert err["message"] == "ValueError: bad\\x00byte"
+    assert "bad\\x00byte" in err["traceback"]
+
+
+def test_works_only_its_queues_by_priority_across_them(app: App, conn: Conn, schema: str) -> None:
+    order: list[str] = []
+
+    @app.task(name="tagged")
+    def tagged(tag: str) -> None:
+        order.append(tag)
+
+    app.enqueue(tagged, ["a0"], queue="a")
+    app.enqueue(tagged, ["b5"], queue="b", priority=5)
+    other = app.enqueue(tagged, ["c9"], queue="c", priority=9)
+    app.enqueue(tagged, ["a1"], queue="a", priority=1)
+    with running(app, queues=["a", "b"], concurrency=1):
+        wait_until(lambda: len(order) == 3, what="the 3 jobs of queues a and b")
+        time.sleep(0.3)  # and nothing more
+    assert order == ["b5", "a1", "a0"]
+    assert (job(conn, schema, other)["state"], job(conn, schema, other)["attempt"]) == ("queued", 0)
+
+
+def test_maintenance_removes_workers_that_stopped_heartbeating(
+    app: App, conn: Conn, schema: str
+) -> None:
+    for name, silent_for in [("ghost", "10 minutes"), ("just-quiet", "30 seconds")]:
+        conn.execute(
+            f'INSERT INTO "{schema}".workers (id, host, pid, queues, concurrency, '
+            "last_heartbeat_at) VALUES (%s, 'elsewhere', 1, '{default}', 1, "
+            "now() - %s::interval)",
+            (name, silent_for),
+        )
+
+    def ids() -> set[str]:
+        return {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".workers')}
+
+    with running(app) as worker:  # a worker is dead after max(3 leases, 60 s) of silence
+        wait_until(lambda: "ghost" not in ids(), timeout=5, what="the dead worker removed")
+        assert ids() == {worker.id, "just-quiet"}
