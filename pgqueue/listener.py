@@ -3,7 +3,9 @@
 One connection per worker process. When it dies (server restart, pg_terminate_backend,
 network) it is re-opened with backoff and the worker is woken once to poll, since
 notifications sent while it was down are lost. Meanwhile the worker keeps polling at
-its poll interval, so jobs are still picked up, only later.
+its poll interval, so jobs are still picked up, only later. A quiet connection is
+probed with SELECT 1 every 10 s (and TCP keepalives are on), so a half-open one is
+noticed and replaced instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Listener:
         self.wake = wake
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.probe_interval = 10.0
+        self.probe_timeout = 5.0
 
     async def run(self) -> None:
         """Listen forever (until cancelled), reconnecting with backoff (0.1 s .. 5 s)."""
@@ -36,7 +40,14 @@ class Listener:
         first = True
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn,
+                    autocommit=True,
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                )
             except psycopg.OperationalError as exc:
                 log.warning(
                     "LISTEN connection failed, retrying in %.1fs: %s", backoff, first_line(exc)
@@ -54,11 +65,20 @@ class Listener:
                     first = False
                     backoff = 0.1
                     self.wake()  # anything enqueued while we were not listening
-                    async for note in conn.notifies():
-                        if note.payload in self.queues:
-                            self.wake()
-            except psycopg.Error as exc:
+                    while True:
+                        async for note in conn.notifies(timeout=self.probe_interval):
+                            if note.payload in self.queues:
+                                self.wake()
+                        # Quiet for a while: make sure the connection is really alive (a
+                        # half-open TCP connection would otherwise wait here forever).
+                        await asyncio.wait_for(conn.execute("SELECT 1"), self.probe_timeout)
+            except (psycopg.Error, asyncio.TimeoutError) as exc:
                 self.connected.clear()
-                log.warning("LISTEN connection lost, reconnecting: %s", first_line(exc))
+                reason = (
+                    "health probe timed out"
+                    if isinstance(exc, asyncio.TimeoutError)
+                    else first_line(exc)
+                )
+                log.warning("LISTEN connection lost, reconnecting: %s", reason)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

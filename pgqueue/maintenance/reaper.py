@@ -1,9 +1,10 @@
 """The reaper: expired leases go back to ``queued`` (or to ``failed`` with reason "lost").
 
-Runs every ``interval`` in each worker; a transaction-scoped advisory lock lets one
-worker at a time do the pass, the others skip it. Each pass handles at most ``limit``
-jobs per statement and repeats while a full batch came back. Also removes workers that
-stopped heartbeating. A pass that fails (database away) is logged and tried next time.
+Runs every ``interval`` in each worker; an advisory lock taken inside the reaping
+statement lets one worker at a time do the pass, the others skip it. Each pass handles
+at most ``limit`` jobs per statement and repeats while a full batch came back. Also
+removes workers that stopped heartbeating. A pass that fails (database away) is logged
+and tried next time.
 """
 
 from __future__ import annotations
@@ -47,18 +48,16 @@ class Reaper:
                 log.warning("maintenance pass failed: %s", first_line(exc))
 
     async def run_once(self) -> int:
-        """One pass; how many expired jobs it handled (0 if another worker has the lock)."""
+        """One pass; how many expired jobs it handled (0 if another worker has the lock).
+
+        Each statement is its own autocommit transaction (see ``job_reap_expired``).
+        """
         handled = 0
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                query(self.schema, "maintenance_try_lock"), {"key": f"{self.schema}.maintenance"}
-            )
-            row = await cur.fetchone()
-            if not row or not row[0]:
-                return 0
+        async with self.pool.connection() as conn:
             while True:
                 cur = await conn.execute(
-                    query(self.schema, "job_reap_expired"), {"limit": self.limit}
+                    query(self.schema, "job_reap_expired"),
+                    {"limit": self.limit, "key": f"{self.schema}.maintenance"},
                 )
                 rows = await cur.fetchall()
                 for job_id, state, _ in rows:

@@ -165,9 +165,15 @@ SELECT id, pg_notify('{channel}', queue) FROM released;
 -- Maintenance: jobs whose lease ran out belonged to a worker that died or froze.
 -- Back to queued (notified), or failed with reason "lost" when attempts are used up.
 -- SKIP LOCKED and LIMIT keep each pass short and safe beside running workers.
-WITH expired AS (
+-- One autocommit statement, advisory lock included: "one worker at a time" without a
+-- transaction left open, so a worker frozen mid-pass (SIGSTOP, VM pause) cannot hold
+-- the lock, or the rows, and stop everyone else's reaping.
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext(%(key)s)) AS locked
+), expired AS (
     SELECT id FROM {schema}.jobs
     WHERE state = 'running' AND lease_expires_at < now()
+      AND (SELECT locked FROM lock)
     ORDER BY lease_expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -190,16 +196,12 @@ WITH expired AS (
 SELECT id, state, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
 FROM reaped;
 
--- name: maintenance_try_lock
--- One worker at a time runs a maintenance pass; the lock ends with the transaction.
-SELECT pg_try_advisory_xact_lock(hashtext(%(key)s)) AS locked;
-
--- name: worker_register
-INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
-VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s);
-
 -- name: worker_heartbeat
-UPDATE {schema}.workers SET last_heartbeat_at = now() WHERE id = %(id)s;
+-- Registers the worker on its first beat and touches it on every later one; an upsert,
+-- so a live worker whose row was pruned (a long pause) reappears on its next beat.
+INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s)
+ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = now();
 
 -- name: worker_delete
 DELETE FROM {schema}.workers WHERE id = %(id)s;

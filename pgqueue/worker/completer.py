@@ -67,7 +67,7 @@ class Completer:
             try:
                 await self._write(batch)
                 backoff = 0.1
-            except psycopg.Error as exc:
+            except psycopg.OperationalError as exc:
                 log.warning(
                     "writing %d job results failed, retrying in %.1fs: %s",
                     len(batch),
@@ -79,8 +79,50 @@ class Completer:
                 backoff = min(backoff * 2, 5.0)
                 self._event.set()
                 continue
+            except psycopg.Error as exc:
+                # Not the connection: something in the batch the database refuses. Write
+                # the jobs one by one so one bad outcome cannot hold back the others.
+                log.warning(
+                    "a batch of %d results was refused (%s); writing them one by one",
+                    len(batch),
+                    first_line(exc),
+                )
+                await self._write_each([o for o in batch if not o.written])
             if not self._pending:
                 self._idle.set()
+
+    async def _write_each(self, batch: list[Outcome]) -> None:
+        for o in batch:
+            for attempt in range(2):
+                try:
+                    await self._write([o])
+                    break
+                except psycopg.OperationalError:
+                    self._pending.append(o)  # the connection again: back to the normal path
+                    self._event.set()
+                    break
+                except psycopg.Error as exc:
+                    if attempt == 0:
+                        log.warning(
+                            "job %d: its outcome was refused (%s); storing it without "
+                            "the result/traceback",
+                            o.job.id,
+                            first_line(exc),
+                        )
+                        o.result_json = "null"
+                        o.error = {
+                            "attempt": o.job.attempt,
+                            "kind": (o.error or {}).get("kind", "error"),
+                            "message": "the error could not be stored: " + first_line(exc),
+                        }
+                    else:
+                        log.error(
+                            "job %d: outcome could not be written (%s); the reaper will "
+                            "retry the job when its lease expires",
+                            o.job.id,
+                            first_line(exc),
+                        )
+                        self.held.discard(o.job.id)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every outcome put so far is written; False on timeout."""

@@ -55,14 +55,15 @@ class Heartbeat(threading.Thread):
         self,
         dsn: str,
         schema: str,
-        worker_id: str,
+        worker_row: dict[str, Any],
         lease: float,
         held: Held,
         on_lost: Callable[[list[int]], None],
     ) -> None:
         super().__init__(name="pgqueue-heartbeat", daemon=True)
         self.schema = schema
-        self.worker_id = worker_id
+        self.worker_row = worker_row
+        self.worker_id = str(worker_row["id"])
         self.lease = lease
         self.held = held
         self.on_lost = on_lost
@@ -89,7 +90,7 @@ class Heartbeat(threading.Thread):
         jobs = self.held.snapshot()
         try:
             with self.pool.connection() as conn:
-                conn.execute(query(self.schema, "worker_heartbeat"), {"id": self.worker_id})
+                conn.execute(query(self.schema, "worker_heartbeat"), self.worker_row)
                 if not jobs:
                     return
                 rows = conn.execute(

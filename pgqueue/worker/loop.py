@@ -135,23 +135,21 @@ class Worker:
         await pool.open(wait=True, timeout=30)
         self.pool = pool
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
-        heartbeat = Heartbeat(dsn, schema, self.id, cfg.lease, self.held, self._lost_from_thread)
+        row = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": cfg.queues,
+            "concurrency": cfg.concurrency,
+        }
+        heartbeat = Heartbeat(dsn, schema, row, cfg.lease, self.held, self._lost_from_thread)
         self.heartbeat = heartbeat
         self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
         self.reaper = Reaper(
             pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
         )
         async with pool.connection() as conn:
-            await conn.execute(
-                self.app.query("worker_register"),
-                {
-                    "id": self.id,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": cfg.queues,
-                    "concurrency": cfg.concurrency,
-                },
-            )
+            await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
         background = [
             asyncio.create_task(self.completer.run(), name="pgqueue-completer"),

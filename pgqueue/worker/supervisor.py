@@ -11,6 +11,7 @@ starting is restarted at most every 5 seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
@@ -28,7 +29,10 @@ def supervise(processes: int, child_argv: list[str]) -> int:
     stopping = {"signals": 0}
 
     def spawn(slot: int) -> None:
-        children[slot] = (subprocess.Popen(cmd, start_new_session=True), time.monotonic())
+        children[slot] = (
+            subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent),
+            time.monotonic(),
+        )
         log.info("worker process %d started (pid %d)", slot, children[slot][0].pid)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -70,3 +74,15 @@ def supervise(processes: int, child_argv: list[str]) -> int:
             codes = [proc.returncode for proc, _ in children.values()]
             return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes) else 1
         time.sleep(0.1)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies (even by SIGKILL),
+    so no orphaned worker keeps running. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

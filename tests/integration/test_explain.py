@@ -32,6 +32,6 @@ def test_claim_and_reaper_use_their_indexes(
     assert "jobs_claim_idx" in claim, claim
     assert "Seq Scan" not in claim, claim
 
-    reap = _plan(conn, app.query("job_reap_expired"), {"limit": 1000})
+    reap = _plan(conn, app.query("job_reap_expired"), {"limit": 1000, "key": "k"})
     assert "jobs_lease_idx" in reap, reap
     assert "Seq Scan on jobs" not in reap, reap
