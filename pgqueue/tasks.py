@@ -62,10 +62,12 @@ class Task:
     no_retry_for: tuple[type[BaseException], ...] = ()
     pass_context: bool = False
 
-    @property
-    def is_async(self) -> bool:
-        """True for ``async def`` handlers (run as asyncio tasks, not in threads)."""
-        return inspect.iscoroutinefunction(self.func)
+    is_async: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        # True for ``async def`` handlers (run as asyncio tasks, not in threads); computed
+        # once, it is read for every job.
+        self.is_async = inspect.iscoroutinefunction(self.func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)

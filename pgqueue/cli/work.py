@@ -64,6 +64,15 @@ from .common import Settings
     help="On SIGTERM, wait this long for running jobs, then hand them back.",
 )
 @click.option(
+    "--prefetch",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Claim up to N jobs ahead into a local buffer: faster for many short jobs; "
+    "leave 0 for long jobs (a buffered job waits behind this worker's running ones).",
+)
+@click.option(
     "--no-listen", is_flag=True, help="Poll only, no LISTEN (for pgbouncer in transaction mode)."
 )
 @click.option(
@@ -88,6 +97,7 @@ def work(
     lease: float,
     poll_interval: float,
     shutdown_timeout: float,
+    prefetch: int,
     no_listen: bool,
     log_level: str,
     log_format: str,
@@ -120,6 +130,7 @@ def work(
         poll_interval=poll_interval,
         shutdown_timeout=shutdown_timeout,
         listen=not no_listen,
+        prefetch=prefetch,
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")

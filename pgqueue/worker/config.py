@@ -16,7 +16,9 @@ class WorkerConfig:
     lease/3). ``poll_interval``: longest sleep without a NOTIFY. ``shutdown_timeout``:
     how long SIGTERM waits for running jobs before handing them back.
     ``maintenance_interval``: how often this worker tries the reaper (one worker at a
-    time runs it). Raises ``ConfigurationError`` naming the bad setting.
+    time runs it). ``prefetch``: jobs claimed ahead into a local buffer beyond
+    ``concurrency`` (off by default; helps many short jobs, hurts long ones).
+    Raises ``ConfigurationError`` naming the bad setting.
     """
 
     queues: list[str] = field(default_factory=lambda: ["default"])
@@ -27,6 +29,7 @@ class WorkerConfig:
     listen: bool = True
     maintenance_interval: float = 1.0
     claim_batch: int | None = None
+    prefetch: int = 0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -51,5 +54,7 @@ class WorkerConfig:
                 or not low <= value <= high
             ):
                 raise ConfigurationError(f"{name} must be between {low} and {high}, got {value!r}")
+        if isinstance(self.prefetch, bool) or not 0 <= self.prefetch <= 100_000:
+            raise ConfigurationError("prefetch must be between 0 and 100000")
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
             raise ConfigurationError("claim_batch must be between 1 and 10000")

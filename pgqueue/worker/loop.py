@@ -34,9 +34,9 @@ from ..maintenance import Reaper
 from ..sql import channel_for
 from .completer import Completer
 from .config import WorkerConfig
-from .context import JobContext
+from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
-from .runner import Claimed, Outcome, run_job
+from .runner import Claimed
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -53,7 +53,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held = Held()
-        self._running: dict[int, tuple[asyncio.Task[None], JobContext]] = {}
+        self.dispatcher: Dispatcher | None = None
         self._stopping = False
         self._immediate = False
         self._stop_event: asyncio.Event | None = None
@@ -103,7 +103,7 @@ class Worker:
                 "%s: no new claims; waiting up to %.0fs for %d running job(s)",
                 sig.name,
                 self.config.shutdown_timeout,
-                len(self._running),
+                len(self.dispatcher.running) if self.dispatcher else 0,
             )
             self._set_stop(immediate=False)
         elif sig == signal.SIGINT:
@@ -145,6 +145,17 @@ class Worker:
         heartbeat = Heartbeat(dsn, schema, row, cfg.lease, self.held, self._lost_from_thread)
         self.heartbeat = heartbeat
         self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
+        self.dispatcher = Dispatcher(
+            self.app.tasks,
+            self.id,
+            cfg.concurrency,
+            cfg.prefetch,
+            self.held,
+            self.completer,
+            executor,
+            heartbeat.extend,
+            self._slot.set,
+        )
         self.reaper = Reaper(
             pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
         )
@@ -169,24 +180,27 @@ class Worker:
             cfg.listen,
         )
         try:
-            await self._claim_loop(executor)
+            await self._claim_loop(self.dispatcher)
         finally:
             await self._shutdown(background, heartbeat, executor)
             await pool.close()
 
-    async def _claim_loop(self, executor: ThreadPoolExecutor) -> None:
+    async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
         cfg = self.config
-        batch_cap = cfg.claim_batch or cfg.concurrency
+        batch_cap = cfg.claim_batch or (cfg.concurrency + cfg.prefetch)
+        # With jobs still buffered, wait until a worthwhile batch fits: fewer, larger
+        # claims (each one is a commit) while slots are refilled from the buffer.
+        min_claim = max(1, min(batch_cap, cfg.prefetch // 2, cfg.concurrency // 2))
         backoff = 0.1
         due_backoff = _DUE_BACKOFF_START
         while not self._stopping:
-            free = cfg.concurrency - len(self._running)
-            if free <= 0:
+            room = dispatcher.room()
+            if room <= 0 or (dispatcher.buffer and room < min_claim):
                 self._slot.clear()
                 await self._slot.wait()
                 continue
-            want = min(free, batch_cap)
+            want = min(room, batch_cap)
             self._wake.clear()
             try:
                 jobs = await self._claim(want)
@@ -196,8 +210,9 @@ class Worker:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for job in jobs:
-                self._start(job, executor)
+            if self._stopping:
+                break  # claimed jobs stay held and are handed back by the shutdown
+            dispatcher.add(jobs)
             if jobs:
                 due_backoff = _DUE_BACKOFF_START
             if len(jobs) == want:
@@ -255,64 +270,16 @@ class Worker:
             for w in waiters:
                 w.cancel()
 
-    # -- one job -------------------------------------------------------------------------
-    def _start(self, job: Claimed, executor: ThreadPoolExecutor) -> None:
-        ctx = JobContext(
-            job.id, job.task, job.attempt, job.queue, self.id, _extend=self.heartbeat.extend
-        )
-        task = asyncio.create_task(self._execute(job, ctx, executor))
-        self._running[job.id] = (task, ctx)
-
-    async def _execute(self, job: Claimed, ctx: JobContext, executor: ThreadPoolExecutor) -> None:
-        assert self.completer is not None and self._slot is not None
-        log.info(
-            "job %d %s attempt %d started",
-            job.id,
-            job.task,
-            job.attempt,
-            extra={"job_id": job.id, "task": job.task, "attempt": job.attempt, "event": "started"},
-        )
-        outcome: Outcome | None = None
-        try:
-            outcome = await run_job(job, self.app.tasks.get(job.task), ctx, executor)
-        except asyncio.CancelledError:
-            if not ctx.lease_lost.is_set():
-                raise  # shutdown: the job is released, not completed
-        finally:
-            self._running.pop(job.id, None)
-            self._slot.set()
-        if ctx.lease_lost.is_set() or outcome is None:
-            self.held.discard(job.id)
-            log.warning(
-                "job %d %s attempt %d: lease lost while running; result discarded",
-                job.id,
-                job.task,
-                job.attempt,
-                extra={"job_id": job.id, "task": job.task, "event": "lease_lost"},
-            )
-            return
-        self.completer.put(outcome)
-
     def _lost_from_thread(self, job_ids: list[int]) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._lost, job_ids)
 
     def _lost(self, job_ids: list[int]) -> None:
-        for job_id in job_ids:
-            entry = self._running.get(job_id)
-            self.held.discard(job_id)
-            if entry is None:
-                continue
-            task, ctx = entry
-            ctx.lease_lost.set()
-            log.warning(
-                "job %d: lease lost (another worker may own it now); stopping this run",
-                job_id,
-                extra={"job_id": job_id, "event": "lease_lost"},
-            )
-            handler = self.app.tasks.get(ctx.task)
-            if handler is not None and handler.is_async:
-                task.cancel()
+        if self.dispatcher is not None:
+            self.dispatcher.lost(job_ids)
+        else:
+            for job_id in job_ids:
+                self.held.discard(job_id)
 
     # -- shutdown ------------------------------------------------------------------------
     async def _shutdown(
@@ -321,9 +288,10 @@ class Worker:
         heartbeat: Heartbeat,
         executor: ThreadPoolExecutor,
     ) -> None:
-        assert self.completer is not None
+        assert self.completer is not None and self.dispatcher is not None
         self._stopping = True
-        tasks = [t for t, _ in self._running.values()]
+        self.dispatcher.stop_starting()
+        tasks = self.dispatcher.tasks_running()
         if tasks and not self._immediate and self.config.shutdown_timeout > 0:
             deadline = time.monotonic() + self.config.shutdown_timeout
             pending = set(tasks)
@@ -332,7 +300,7 @@ class Worker:
                 if left <= 0:
                     break
                 _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
-        for task, _ in list(self._running.values()):
+        for task in self.dispatcher.tasks_running():
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)

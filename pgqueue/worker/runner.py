@@ -144,7 +144,7 @@ def _set_exception(fut: Future[Any], exc: BaseException) -> None:
 
 
 async def run_job(
-    job: Claimed, task: Task | None, ctx: JobContext, executor: ThreadPoolExecutor
+    job: Claimed, task: Task | None, ctx: JobContext | None, executor: ThreadPoolExecutor
 ) -> Outcome:
     """Run the handler; never raises except ``asyncio.CancelledError`` on shutdown."""
     started = time.monotonic()

@@ -369,7 +369,10 @@ def test_heartbeat_tells_the_handler_its_lease_is_lost(
         wait_until(started.is_set, what="handler started")
         _steal(conn, schema, job_id)
         wait_until(done.is_set, timeout=3, what="handler told its lease is lost")
-        wait_until(lambda: not worker._running, what="run finished")
+        wait_until(
+            lambda: worker.dispatcher is not None and not worker.dispatcher.running,
+            what="run finished",
+        )
         _assert_still_stolen(conn, schema, job_id)
         assert worker.held.snapshot() == {}
     _assert_still_stolen(conn, schema, job_id)

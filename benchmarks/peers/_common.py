@@ -1,0 +1,120 @@
+"""Helpers shared by the Python peer drivers (stdlib only: each runs in its peer's venv).
+
+A driver is called as ``python <peer>_bench.py WORKLOAD JOBS DSN [options]`` and prints
+one JSON line on stdout: ``{"jobs_per_s": ...}`` for W1-W3, ``{"p50_ms": ..., "p99_ms":
+...}`` for W4, ``{"version": ...}`` for ``version``. Anything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class BenchError(Exception):
+    """A workload could not finish; the message ends up in the comparison table."""
+
+
+def emit(figures: dict) -> None:
+    sys.stdout.write(json.dumps(figures) + "\n")
+    sys.stdout.flush()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    """Linear-interpolated percentile, the same formula as ``pgqueue bench``."""
+    k = (len(sorted_values) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what} not reached within {timeout:.0f}s")
+        time.sleep(every)
+
+
+class Worker:
+    """A worker child process; stopped with SIGTERM (then SIGKILL) on exit."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def check(self) -> None:
+        if self.proc.poll() is not None and self.proc.returncode != 0:
+            raise BenchError(f"the worker process exited with {self.proc.returncode}")
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Stamps:
+    """Handler start times, one ``i time`` line per job, appended by the worker.
+
+    Small appends with O_APPEND are atomic, so several worker processes or threads can
+    share the file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.write_text("")
+
+    @staticmethod
+    def record(path: str, i: int) -> None:
+        """Called in the handler, first thing."""
+        t = time.time()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{i} {t!r}\n".encode())
+        finally:
+            os.close(fd)
+
+    def read(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for line in self.path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                out[int(parts[0])] = float(parts[1])
+        return out
+
+
+def latency_figures(sent: dict[int, float], started: dict[int, float], jobs: int) -> dict:
+    lat = sorted((started[i] - sent[i]) * 1000 for i in sent if i in started)
+    if len(lat) != jobs:
+        raise BenchError(f"{len(lat)} of {jobs} latency jobs ran")
+    return {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+
+
+def stamps_path(tag: str) -> str:
+    d = Path(os.environ.get("BENCH_TMP", "/tmp"))
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d / f"{tag}-{os.getpid()}.stamps")
