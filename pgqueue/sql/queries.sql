@@ -95,7 +95,7 @@ SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
     started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
 FROM picked
 WHERE j.id = picked.id
-RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.attempt, j.max_attempts,
+RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
           j.error_count, j.lost_count, j.priority;
 
 -- name: job_seconds_to_next

@@ -173,6 +173,8 @@ class Completer:
                 self._finish_log(o, state)
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
+        if state == "succeeded" and not log.isEnabledFor(logging.INFO):
+            return
         j = o.job
         extra: dict[str, Any] = {
             "job_id": j.id,

@@ -43,12 +43,15 @@ class Claimed:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
+        """From ``job_claim_batch``'s row; args/kwargs arrive as JSON text (cast in the
+        query) and empty ones are not parsed at all: this runs for every job."""
+        args, kwargs = row[3], row[4]
         return cls(
             int(row[0]),
             row[1],
             row[2],
-            row[3],
-            row[4],
+            [] if args == "[]" else json.loads(args),
+            {} if kwargs == "{}" else json.loads(kwargs),
             int(row[5]),
             int(row[6]),
             int(row[7]),
@@ -73,17 +76,20 @@ class Outcome:
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
 # odd number of backslashes before "u0000" is an escape; an even number is literal text.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _result_json(value: Any) -> str:
     """The result as JSON, or ``null`` when it cannot be stored (not JSON, or a string with
     a NUL character): one result the database refuses must not hold up other jobs' writes."""
+    if value is None:
+        return "null"
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
         return "null"
-    return "null" if _JSON_NUL.search(text) else text
+    return "null" if "\\u0000" in text and _JSON_NUL.search(text) else text
 
 
 def _storable(text: str) -> str:
