@@ -50,8 +50,9 @@ class Worker:
     """A worker child process; stopped with SIGTERM (then SIGKILL) on exit."""
 
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None):
+        # The worker's stdout goes to our stderr: our stdout carries the one JSON line.
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+            cmd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=sys.stderr
         )
 
     def alive(self) -> bool:

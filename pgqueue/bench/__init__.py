@@ -27,9 +27,10 @@ class BenchConfig:
     single_jobs: int = 2_000
     drain_jobs: int = 20_000
     latency_jobs: int = 200
-    concurrency: int = 100
+    concurrency: int = 200
+    prefetch: int = 200
     backlog: int = 0
-    only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W5"])
+    only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5"])
 
 
 @contextlib.contextmanager
@@ -56,13 +57,18 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
         ),
         (
             "W3",
-            f"drain {cfg.drain_jobs:,} (c={cfg.concurrency})",
-            lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency),
+            f"drain {cfg.drain_jobs:,} (c={cfg.concurrency}, prefetch={cfg.prefetch})",
+            lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch),
         ),
         (
             "W4",
             f"wake latency, {cfg.latency_jobs} jobs",
             lambda a: workloads.w4_latency(a, cfg.latency_jobs),
+        ),
+        (
+            "W4F",
+            f"wake latency, {cfg.latency_jobs} jobs, opt-in --fast-claims",
+            lambda a: workloads.w4_latency(a, cfg.latency_jobs, fast_claims=True),
         ),
     ]
     if cfg.backlog:
@@ -70,7 +76,9 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
             (
                 "W5",
                 f"drain {cfg.drain_jobs:,} with {cfg.backlog:,} behind",
-                lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency, cfg.backlog),
+                lambda a: workloads.w3_drain(
+                    a, cfg.drain_jobs, cfg.concurrency, cfg.backlog, cfg.prefetch
+                ),
             )
         )
     plan = [p for p in plan if p[0] in cfg.only]

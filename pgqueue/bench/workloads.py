@@ -52,7 +52,9 @@ def w2_single(app: App, jobs: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def worker_process(app: App, concurrency: int, queue: str = "default") -> Iterator[None]:
+def worker_process(
+    app: App, concurrency: int, *options: str, queue: str = "default"
+) -> Iterator[None]:
     """A ``pgqueue work`` child on the bench schema, ready (registered) when entered."""
     cmd = [
         sys.executable,
@@ -73,6 +75,7 @@ def worker_process(app: App, concurrency: int, queue: str = "default") -> Iterat
         "warning",
         "--shutdown-timeout",
         "5",
+        *options,
     ]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -115,14 +118,16 @@ def _wait_drained(app: App, timeout: float) -> None:
             time.sleep(0.05)
 
 
-def w3_drain(app: App, jobs: int, concurrency: int, backlog: int = 0) -> dict[str, float]:
+def w3_drain(
+    app: App, jobs: int, concurrency: int, backlog: int = 0, prefetch: int = 0
+) -> dict[str, float]:
     """W3 (and W5 with ``backlog``): drain ``jobs`` queued no-op jobs; jobs/s.
 
     The backlog sits in the same queue at priority -1, behind the measured jobs.
     """
     if backlog:
         insert_backlog(app, backlog)
-    with worker_process(app, concurrency):
+    with worker_process(app, concurrency, "--prefetch", str(prefetch)):
         app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100))
     with psycopg.connect(app.dsn, autocommit=True) as conn:
@@ -147,11 +152,13 @@ def insert_backlog(app: App, count: int) -> None:
         conn.execute(f'ANALYZE "{app.schema}".jobs')
 
 
-def w4_latency(app: App, jobs: int, gap: float = 0.02) -> dict[str, float]:
+def w4_latency(
+    app: App, jobs: int, gap: float = 0.02, fast_claims: bool = False
+) -> dict[str, float]:
     """W4: an idle worker; jobs enqueued one at a time ``gap`` apart; handler-start
     latency after ``enqueue`` returned, p50 and p99 in ms."""
     sent: dict[int, float] = {}
-    with worker_process(app, concurrency=10):
+    with worker_process(app, 10, *(["--fast-claims"] if fast_claims else [])):
         app.enqueue("bench.noop", kwargs={"i": -1})  # warm-up, not measured
         time.sleep(0.2)
         for _ in range(jobs):

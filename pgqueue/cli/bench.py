@@ -18,9 +18,16 @@ from .common import Settings, emit_json, table
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 10_000),
-    default=100,
+    default=200,
     show_default=True,
     help="Worker concurrency for the drain workloads (W3, W5).",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, 100_000),
+    default=200,
+    show_default=True,
+    help="Worker --prefetch for the drain workloads (W3, W5).",
 )
 @click.option(
     "--backlog",
@@ -34,7 +41,7 @@ from .common import Settings, emit_json, table
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["W1", "W2", "W3", "W4", "W5"]),
+    type=click.Choice(["W1", "W2", "W3", "W4", "W4F", "W5"]),
     help="Run only these workloads (repeatable).",
 )
 @click.option(
@@ -50,6 +57,7 @@ def bench(
     settings: Settings,
     runs: int,
     concurrency: int,
+    prefetch: int,
     backlog: int,
     only: tuple[str, ...],
     scale: float,
@@ -62,6 +70,7 @@ def bench(
     W2  single enqueue: 2,000 jobs, one call and commit each     jobs/s
     W3  drain: 20,000 queued no-op jobs, one worker process      jobs/s
     W4  wake latency: idle worker, 200 jobs ~20 ms apart         p50/p99 ms
+    W4F W4 with the opt-in --fast-claims (labelled separately)  p50/p99 ms
     W5  drain again with a backlog queued behind (--backlog)     jobs/s
 
     \b
@@ -75,6 +84,7 @@ def bench(
     cfg = BenchConfig(
         runs=runs,
         concurrency=concurrency,
+        prefetch=prefetch,
         backlog=backlog,
         bulk_jobs=max(1, int(20_000 * scale)),
         single_jobs=max(1, int(2_000 * scale)),

@@ -1,6 +1,8 @@
 -- Every statement pgqueue runs. One place, named table-first.
 -- Placeholders: {schema} (quoted schema name), {channel} (NOTIFY channel), %(x)s (bound).
--- Fencing: every write after a claim matches id AND attempt AND state = 'running'.
+-- Fencing: every write after a claim matches id AND attempt AND worker_id AND
+-- state = 'running'. The worker id makes the token unique even if a claim's commit is
+-- lost in a server crash (--fast-claims) and a later claim reuses the attempt number.
 -- "attempt" counts claims and is the fencing token; error_count and lost_count count
 -- what used an attempt up (a shutdown release uses none).
 
@@ -105,13 +107,25 @@ SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS seconds FROM {schema}.
 WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]);
 
 -- name: job_complete_fenced
--- Batched completion. A row that does not match (id, attempt, running) is a job whose
--- lease was lost: it is left alone and missing from RETURNING.
+-- Batched completion. A row that does not match (id, attempt, worker, running) is a job
+-- whose lease was lost: it is left alone and missing from RETURNING.
+-- Rows are locked in id order first (the heartbeat does the same), so a completion and
+-- a heartbeat touching the same jobs cannot deadlock. "id = ANY(ids)" keeps the lookup
+-- on the primary key (a join with the decoded batch got merge-joined over the whole
+-- index).
+WITH mine AS (
+    SELECT j.id, j.attempt FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
+      AND j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), d AS (
+    SELECT * FROM jsonb_to_recordset(%(done)s::jsonb) AS d(id bigint, attempt integer, result jsonb)
+)
 UPDATE {schema}.jobs AS j
-SET state = 'succeeded', finished_at = now(), result = d.result,
-    lease_expires_at = NULL
-FROM jsonb_to_recordset(%(done)s::jsonb) AS d(id bigint, attempt integer, result jsonb)
-WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+SET state = 'succeeded', finished_at = now(), result = d.result, lease_expires_at = NULL
+FROM mine JOIN d ON d.id = mine.id AND d.attempt = mine.attempt
+WHERE j.id = mine.id
 RETURNING j.id;
 
 -- name: job_fail_fenced
@@ -127,17 +141,27 @@ SET error_count = error_count + 1,
                        THEN now() END,
     errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('at', now())),
     lease_expires_at = NULL, worker_id = NULL
-WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'
+WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+  AND state = 'running'
 RETURNING state, run_at;
 
 -- name: job_heartbeat_fenced
 -- Renews every lease a worker holds in one statement; ids missing from RETURNING were
 -- lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
+-- Locks in id order, like job_complete_fenced (no deadlock between the two).
+WITH mine AS (
+    SELECT j.id, j.attempt FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
+      AND j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
 UPDATE {schema}.jobs AS j
 SET lease_expires_at = GREATEST(j.lease_expires_at,
                                 now() + make_interval(secs => %(lease)s::float8))
-FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
-WHERE j.id = h.id AND j.attempt = h.attempt AND j.state = 'running'
+FROM mine JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
+     ON h.id = mine.id AND h.attempt = mine.attempt
+WHERE j.id = mine.id
 RETURNING j.id;
 
 -- name: job_extend_lease_fenced
@@ -145,18 +169,26 @@ RETURNING j.id;
 UPDATE {schema}.jobs
 SET lease_expires_at = GREATEST(lease_expires_at,
                                 now() + make_interval(secs => %(seconds)s::float8))
-WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'running'
+WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+  AND state = 'running'
 RETURNING lease_expires_at;
 
 -- name: job_release_fenced
 -- Shutdown: hand unfinished jobs back at once. Uses no attempt (counters untouched);
 -- the claim counter still moves on next time, so the old token stays dead.
-WITH released AS (
+WITH mine AS (
+    SELECT j.id, j.attempt FROM {schema}.jobs AS j
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
+      AND j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), released AS (
     UPDATE {schema}.jobs AS j
     SET state = 'queued', run_at = now(), lease_expires_at = NULL, worker_id = NULL,
         started_at = NULL
-    FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
-    WHERE j.id = r.id AND j.attempt = r.attempt AND j.state = 'running'
+    FROM mine JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
+         ON r.id = mine.id AND r.attempt = mine.attempt
+    WHERE j.id = mine.id
     RETURNING j.id, j.queue
 )
 SELECT id, pg_notify('{channel}', queue) FROM released;

@@ -24,6 +24,8 @@ from .runner import Outcome
 
 log = logging.getLogger("pgqueue.worker")
 
+MAX_BATCH = 1000
+
 
 class Completer:
     """Collects outcomes (``put``) and writes them in the background (``run``)."""
@@ -60,7 +62,11 @@ class Completer:
         while True:
             await self._event.wait()
             self._event.clear()
-            batch, self._pending = self._pending, []
+            # At most MAX_BATCH per statement: a backlog of outcomes (after an outage)
+            # goes out in slices that each commit quickly.
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            if self._pending:
+                self._event.set()
             if not batch:
                 self._idle.set()
                 continue
@@ -142,7 +148,12 @@ class Completer:
                     for o in ok
                 )
                 cur = await conn.execute(
-                    query(self.schema, "job_complete_fenced"), {"done": "[" + records + "]"}
+                    query(self.schema, "job_complete_fenced"),
+                    {
+                        "done": "[" + records + "]",
+                        "ids": [o.job.id for o in ok],
+                        "worker_id": self.worker_id,
+                    },
                 )
                 done = {int(r[0]) for r in await cur.fetchall()}
                 for o in ok:
@@ -157,6 +168,7 @@ class Completer:
                         {
                             "id": o.job.id,
                             "attempt": o.job.attempt,
+                            "worker_id": self.worker_id,
                             "final": o.final,
                             "backoff": o.backoff,
                             "error": json.dumps({**(o.error or {}), "worker": self.worker_id}),

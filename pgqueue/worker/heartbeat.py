@@ -95,7 +95,12 @@ class Heartbeat(threading.Thread):
                     return
                 rows = conn.execute(
                     query(self.schema, "job_heartbeat_fenced"),
-                    {"ids": list(jobs), "attempts": list(jobs.values()), "lease": self.lease},
+                    {
+                        "ids": list(jobs),
+                        "attempts": list(jobs.values()),
+                        "lease": self.lease,
+                        "worker_id": self.worker_id,
+                    },
                 ).fetchall()
         except (psycopg.Error, Exception) as exc:  # keep beating whatever happens
             log.warning("heartbeat failed, will retry in %.1fs: %s", self.interval, first_line(exc))
@@ -114,7 +119,12 @@ class Heartbeat(threading.Thread):
         with self.pool.connection() as conn:
             row: Any = conn.execute(
                 query(self.schema, "job_extend_lease_fenced"),
-                {"id": job_id, "attempt": attempt, "seconds": seconds},
+                {
+                    "id": job_id,
+                    "attempt": attempt,
+                    "seconds": seconds,
+                    "worker_id": self.worker_id,
+                },
             ).fetchone()
         return row is not None
 

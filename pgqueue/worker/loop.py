@@ -132,8 +132,24 @@ class Worker:
             name="pgqueue-worker",
             timeout=10,
         )
+        # The claim loop's own connection (one claim at a time). With --fast-claims it
+        # commits claims asynchronously: see WorkerConfig.fast_claims.
+        claim_kwargs: dict[str, Any] = {"autocommit": True}
+        if cfg.fast_claims:
+            claim_kwargs["options"] = "-c synchronous_commit=off"
+        claim_pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=1,
+            kwargs=claim_kwargs,
+            open=False,
+            name="pgqueue-claim",
+            timeout=10,
+        )
         await pool.open(wait=True, timeout=30)
+        await claim_pool.open(wait=True, timeout=30)
         self.pool = pool
+        self.claim_pool = claim_pool
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
         row = {
             "id": self.id,
@@ -184,6 +200,7 @@ class Worker:
         finally:
             await self._shutdown(background, heartbeat, executor)
             await pool.close()
+            await claim_pool.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
@@ -227,7 +244,7 @@ class Worker:
             await self._sleep(timeout, wake=self._wake)
 
     async def _claim(self, limit: int) -> list[Claimed]:
-        async with self.pool.connection() as conn:
+        async with self.claim_pool.connection() as conn:
             cur = await conn.execute(
                 self.app.query("job_claim_batch"),
                 {
@@ -315,13 +332,20 @@ class Worker:
                 if unfinished:
                     cur = await conn.execute(
                         self.app.query("job_release_fenced"),
-                        {"ids": list(unfinished), "attempts": list(unfinished.values())},
+                        {
+                            "ids": list(unfinished),
+                            "attempts": list(unfinished.values()),
+                            "worker_id": self.id,
+                        },
                     )
                     released = [r[0] for r in await cur.fetchall()]
+                    shown = ", ".join(map(str, released[:20]))
+                    more = f" and {len(released) - 20} more" if len(released) > 20 else ""
                     log.warning(
-                        "handed %d unfinished job(s) back to the queue: %s",
+                        "handed %d unfinished job(s) back to the queue: %s%s",
                         len(released),
-                        ", ".join(map(str, released)),
+                        shown,
+                        more,
                     )
                 await conn.execute(self.app.query("worker_delete"), {"id": self.id})
         except psycopg.Error as exc:

@@ -35,3 +35,26 @@ def test_claim_and_reaper_use_their_indexes(
     reap = _plan(conn, app.query("job_reap_expired"), {"limit": 1000, "key": "k"})
     assert "jobs_lease_idx" in reap, reap
     assert "Seq Scan on jobs" not in reap, reap
+
+
+def test_fenced_batch_writes_look_jobs_up_by_primary_key(
+    app: App, conn: psycopg.Connection[tuple[object, ...]], schema: str
+) -> None:
+    """A batch completion or heartbeat must not walk the whole table (it once merge-joined
+    over the full primary key index, 2 s per batch at 20,000 rows)."""
+    app.strict_tasks = False
+    ids = app.enqueue_many([JobSpec("t.noop", [i]) for i in range(20000)])
+    conn.execute(f'ANALYZE "{schema}".jobs')
+    some = ids[:500]
+    done = "[" + ",".join(f'{{"id":{i},"attempt":1,"result":null}}' for i in some) + "]"
+    for name, params in [
+        ("job_complete_fenced", {"ids": some, "done": done, "worker_id": "w"}),
+        (
+            "job_heartbeat_fenced",
+            {"ids": some, "attempts": [1] * 500, "worker_id": "w", "lease": 30.0},
+        ),
+        ("job_release_fenced", {"ids": some, "attempts": [1] * 500, "worker_id": "w"}),
+    ]:
+        plan = _plan(conn, app.query(name), params)
+        assert "jobs_pkey" in plan, (name, plan)
+        assert "Seq Scan on jobs" not in plan and "Merge Join" not in plan, (name, plan)
