@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -235,3 +235,47 @@ def to_params(
         "max_attempts": max_attempts,
         "dedupe_key": key,
     }
+
+
+def encode_items(task: str, items: Iterable[Any]) -> list[tuple[str, str]]:
+    """(args JSON, kwargs JSON) per item of a uniform batch: a dict item is the keyword
+    arguments, a list or tuple the positional ones. Raises ``InvalidJobError`` naming the
+    item; the fast path is one encode per item."""
+    out: list[tuple[str, str]] = []
+    append = out.append
+    for n, item in enumerate(items):
+        kind = type(item)
+        try:
+            if kind is dict:
+                append(("[]", _checked_dumps(item)))
+                continue
+            if kind is list or kind is tuple:
+                append((_checked_dumps(item), "{}"))
+                continue
+        except _Diagnose:
+            pass
+        if not isinstance(item, (dict, list, tuple)):
+            raise InvalidJobError(
+                f"item {n} of the batch for {task!r} must be a dict (keyword arguments) or a "
+                f"list/tuple (positional arguments), got {type(item).__name__}"
+            )
+        args, kwargs = ((), item) if isinstance(item, dict) else (item, {})
+        try:
+            append(encode_arguments(task, args, kwargs))
+        except InvalidJobError as exc:
+            raise InvalidJobError(f"item {n} of the batch: {exc}") from None
+    return out
+
+
+class _Diagnose(Exception):
+    """The fast path could not vouch for an item; the slow path names the problem."""
+
+
+def _checked_dumps(value: Any) -> str:
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        raise _Diagnose from None
+    if _has_nul(text) or _non_string_key(value) is not None:
+        raise _Diagnose
+    return text

@@ -110,19 +110,47 @@ def _copyable(params: Sequence[dict[str, Any]]) -> bool:
     return all(p["dedupe_key"] is None and p["run_at"] is None and not p["delay"] for p in params)
 
 
+def _esc(json_text: str) -> str:
+    """JSON text as a COPY text-format field. JSON never holds a raw tab or newline (it
+    escapes them), so the backslash is the only character COPY needs escaped."""
+    return json_text.replace("\\", "\\\\") if "\\" in json_text else json_text
+
+
 def _copy_text(ids: list[int], params: Sequence[dict[str, Any]]) -> str:
     """COPY text-format lines for the batch, built directly (no per-row adapter calls).
+    Queue and task names are validated identifiers and the numbers are numbers."""
+    return "".join(
+        [
+            f"{i}\t{p['queue']}\t{p['task']}\t{_esc(p['args'])}\t{_esc(p['kwargs'])}\t"
+            f"{p['priority']}\t{p['max_attempts']}\n"
+            for i, p in zip(ids, params, strict=True)
+        ]
+    )
 
-    Safe because queue and task names are validated identifiers, numbers are numbers,
-    and JSON text never holds a raw tab or newline (json escapes them), so the only
-    character COPY needs escaped is the backslash.
-    """
-    lines = [
-        f"{i}\t{p['queue']}\t{p['task']}\t{p['args'].replace(chr(92), chr(92) * 2)}\t"
-        f"{p['kwargs'].replace(chr(92), chr(92) * 2)}\t{p['priority']}\t{p['max_attempts']}\n"
-        for i, p in zip(ids, params, strict=True)
-    ]
-    return "".join(lines)
+
+def insert_uniform(
+    conn: Any, schema: str, common: dict[str, Any], encoded: list[tuple[str, str]]
+) -> list[int]:
+    """Write a batch of jobs that share task, queue, priority and max_attempts (all due
+    now, no dedupe keys): COPY on psycopg 3, the jsonb path elsewhere. Ids in order."""
+    raw = _psycopg_of(conn)
+    if raw is None:
+        params = [{**common, "args": a, "kwargs": k} for a, k in encoded]
+        return insert_many(conn, schema, params)
+    head = f"{common['queue']}\t{common['task']}\t"
+    tail = f"\t{common['priority']}\t{common['max_attempts']}\n"
+    with raw.cursor() as cur:
+        cur.execute(query(schema, "job_id_reserve"), {"n": len(encoded)})
+        ids = [int(r[0]) for r in cur.fetchall()]
+        text = "".join(
+            [
+                f"{i}\t{head}{_esc(a)}\t{_esc(k)}{tail}"
+                for i, (a, k) in zip(ids, encoded, strict=True)
+            ]
+        )
+        with cur.copy(query(schema, "job_copy")) as copy:
+            copy.write(text)
+    return ids
 
 
 def insert_one(conn: Any, schema: str, params: dict[str, Any]) -> int:

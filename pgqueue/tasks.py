@@ -91,6 +91,12 @@ class Task:
         """``defer`` for asyncio code."""
         return await self.app.enqueue_async(self, args, kwargs)
 
+    def defer_many(self, items: Any, **options: Any) -> list[int]:
+        """Enqueue one job per item (a dict of keyword arguments or a list of positional
+        ones) in one COPY; options: queue, priority, max_attempts, connection. Returns
+        the ids in order. See ``App.enqueue_batch``."""
+        return self.app.enqueue_batch(self, items, **options)
+
     def options(self, **options: Any) -> BoundTask:
         """Override enqueue options: queue, priority, run_at, delay, max_attempts,
         dedupe_key, connection. ``add.options(connection=conn).defer(1, 2)``."""

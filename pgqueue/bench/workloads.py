@@ -35,10 +35,10 @@ def reset(app: App) -> None:
 
 
 def w1_bulk(app: App, jobs: int) -> dict[str, float]:
-    """W1: ``jobs`` jobs through ``enqueue_many``; jobs/s."""
-    specs = [JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs)]
+    """W1: ``jobs`` jobs through the fastest bulk API (``enqueue_batch``, one COPY); jobs/s."""
+    items = [{"i": n} for n in range(jobs)]
     started = time.perf_counter()
-    app.enqueue_many(specs)
+    app.enqueue_batch("bench.noop", items)
     return {"jobs_per_s": jobs / (time.perf_counter() - started)}
 
 
