@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,3 +27,16 @@ def wait_until(
         time.sleep(interval)
         last = condition()
     return last
+
+
+def positional(sql: str) -> str:
+    """``%(name)s`` -> ``$n`` (the same name gets the same number), ``%%`` -> ``%``: a
+    pgqueue query as PostgreSQL's own PREPARE takes it."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, sql).replace("%%", "%")

@@ -96,8 +96,7 @@ WITH picked AS (
 UPDATE {schema}.jobs AS j
 SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
     started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
-FROM picked
-WHERE j.id = picked.id
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- a pkey lookup in any plan, generic too
 RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
           j.error_count, j.lost_count, j.priority;
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from pgqueue import App, JobSpec
+from tests.helpers import positional
 
 
 def _plan(conn: psycopg.Connection[tuple[object, ...]], sql: str, params: dict[str, object]) -> str:
@@ -58,3 +60,38 @@ def test_fenced_batch_writes_look_jobs_up_by_primary_key(
         plan = _plan(conn, app.query(name), params)
         assert "jobs_pkey" in plan, (name, plan)
         assert "Seq Scan on jobs" not in plan and "Merge Join" not in plan, (name, plan)
+
+
+GENERIC_CASES = [
+    ("job_claim_batch", "ARRAY['q1'], 10, 'w', 30", "jobs_claim_idx"),
+    ("job_complete_fenced", "ARRAY[1,2,3]::bigint[], 'w', '[]'", "jobs_pkey"),
+    ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', 30, ARRAY[1,1,1]", "jobs_pkey"),
+    ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]", "jobs_pkey"),
+    ("job_reap_expired", "'k', 1000", "jobs_lease_idx"),
+]
+
+
+@pytest.mark.parametrize("name, args, index", GENERIC_CASES)
+def test_generic_plans_stay_on_their_indexes(
+    app: App,
+    conn: psycopg.Connection[tuple[object, ...]],
+    schema: str,
+    name: str,
+    args: str,
+    index: str,
+) -> None:
+    """Workers run with plan_cache_mode = force_generic_plan; a plan made without the
+    parameter values must still use the index (a claim once hash-joined a seq scan)."""
+    app.strict_tasks = False
+    app.enqueue_many([JobSpec("t.noop", [i], queue=f"q{i % 3}") for i in range(6000)])
+    conn.execute(f'ANALYZE "{schema}".jobs')
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute("PREPARE q AS " + positional(app.query(name)))
+    try:
+        rows = conn.execute(f"EXPLAIN EXECUTE q({args})").fetchall()
+        plan = "\n".join(str(r[0]) for r in rows)
+    finally:
+        conn.execute("DEALLOCATE q")
+        conn.execute("RESET plan_cache_mode")
+    assert index in plan, plan
+    assert "Seq Scan on jobs" not in plan, plan

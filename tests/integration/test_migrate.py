@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from typing import Any
@@ -17,7 +16,7 @@ from pgqueue import App, SchemaNotMigrated
 from pgqueue.cli.root import cli
 from pgqueue.migrate import HEAD_REVISION, current_revision, head_revision, upgrade, upgrade_sql
 from pgqueue.sql import queries
-from tests.helpers import wait_until
+from tests.helpers import positional, wait_until
 
 Conn = psycopg.Connection[Any]
 
@@ -164,18 +163,6 @@ def test_four_processes_migrate_at_once(pg_dsn: str, unmigrated_schema: str, con
 # -- the schema the code expects -------------------------------------------------------------
 
 
-def _positional(sql: str) -> str:
-    """``%(name)s`` -> ``$n`` (the same name gets the same number), ``%%`` -> ``%``."""
-    names: list[str] = []
-
-    def number(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
-
-    return re.sub(r"%\((\w+)\)s", number, sql).replace("%%", "%")
-
-
 def test_every_query_prepares_and_plans_against_the_migrated_schema(
     pg_dsn: str, schema: str
 ) -> None:
@@ -186,7 +173,7 @@ def test_every_query_prepares_and_plans_against_the_migrated_schema(
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         for i, (name, sql) in enumerate(sorted(queries(schema).items())):
             stmt = f"pgq_check_{i}"
-            res = c.pgconn.prepare(stmt.encode(), _positional(sql).encode())
+            res = c.pgconn.prepare(stmt.encode(), positional(sql).encode())
             if res.status != pq.ExecStatus.COMMAND_OK:
                 failures.append(f"{name}: {(res.error_message or b'').decode().strip()}")
                 continue
