@@ -73,6 +73,22 @@ from .common import Settings
     "leave 0 for long jobs (a buffered job waits behind this worker's running ones).",
 )
 @click.option(
+    "--keep-succeeded",
+    type=float,
+    default=7 * 86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="Delete succeeded jobs this long after they finished (7 days).",
+)
+@click.option(
+    "--keep-failed",
+    type=float,
+    default=30 * 86400,
+    show_default=True,
+    metavar="SECONDS",
+    help="Delete failed (dead-letter) jobs this long after they failed (30 days).",
+)
+@click.option(
     "--fast-claims",
     is_flag=True,
     help="Commit claims without waiting for the disk flush (faster wake-up). After a "
@@ -104,6 +120,8 @@ def work(
     poll_interval: float,
     shutdown_timeout: float,
     prefetch: int,
+    keep_succeeded: float,
+    keep_failed: float,
     fast_claims: bool,
     no_listen: bool,
     log_level: str,
@@ -121,6 +139,7 @@ def work(
       pgqueue --app myproject.jobs:app work -q emails -q reports -c 50
       pgqueue --app myproject.jobs:app work --processes 4 --log-format json
     """
+    from ..maintenance import Retention
     from ..worker import Worker, WorkerConfig
     from ..worker.supervisor import supervise
 
@@ -139,6 +158,7 @@ def work(
         listen=not no_listen,
         prefetch=prefetch,
         fast_claims=fast_claims,
+        retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")

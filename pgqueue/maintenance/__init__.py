@@ -1,5 +1,6 @@
 """Maintenance services run inside every worker, one worker at a time (advisory lock)."""
 
+from .pruner import Pruner, Retention
 from .reaper import Reaper
 
-__all__ = ["Reaper"]
+__all__ = ["Pruner", "Reaper", "Retention"]

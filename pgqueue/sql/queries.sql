@@ -243,6 +243,25 @@ DELETE FROM {schema}.workers
 WHERE last_heartbeat_at < now() - make_interval(secs => %(older_than)s::float8)
 RETURNING id;
 
+-- name: job_prune_finished
+-- Retention: delete finished jobs older than their state's retention, a small batch at a
+-- time (SKIP LOCKED, LIMIT) so the pruner never holds many locks or a long transaction.
+-- jobs_finished_idx finds them without touching queued or running rows.
+WITH old AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at < now() - make_interval(secs => CASE state
+              WHEN 'succeeded' THEN %(keep_succeeded)s::float8
+              WHEN 'failed' THEN %(keep_failed)s::float8
+              ELSE %(keep_cancelled)s::float8 END)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {schema}.jobs AS j
+WHERE j.id = ANY(ARRAY(SELECT id FROM old))
+RETURNING j.state;
+
 -- name: queue_stats_list
 SELECT queue, state, jobs, oldest_age_seconds FROM {schema}.queue_stats
 ORDER BY queue, state;

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError, InvalidJobError
 from ..jobspec import check_queue
+from ..maintenance.pruner import Retention
 
 
 @dataclass
@@ -24,6 +25,8 @@ class WorkerConfig:
     and runs again (at-least-once still holds), and the first run's writes are refused
     because every fenced write also matches the worker id. Enqueues, completions and
     failures stay synchronous either way.
+    ``retention``: how long finished jobs are kept per state (7/30/7 days), pruned
+    every ``prune_interval`` in small batches.
     Raises ``ConfigurationError`` naming the bad setting.
     """
 
@@ -37,6 +40,8 @@ class WorkerConfig:
     claim_batch: int | None = None
     prefetch: int = 0
     fast_claims: bool = False
+    retention: Retention = field(default_factory=Retention)
+    prune_interval: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -61,6 +66,12 @@ class WorkerConfig:
                 or not low <= value <= high
             ):
                 raise ConfigurationError(f"{name} must be between {low} and {high}, got {value!r}")
+        for state in ("succeeded", "failed", "cancelled"):
+            keep = getattr(self.retention, state)
+            if isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep < 0:
+                raise ConfigurationError(f"retention for {state} jobs must be >= 0 seconds")
+        if not 0.1 <= self.prune_interval <= 86_400:
+            raise ConfigurationError("prune_interval must be between 0.1 and 86400 seconds")
         if isinstance(self.prefetch, bool) or not 0 <= self.prefetch <= 100_000:
             raise ConfigurationError("prefetch must be between 0 and 100000")
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:

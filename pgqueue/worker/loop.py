@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..app import App
 from ..db import first_line
 from ..listener import Listener
-from ..maintenance import Reaper
+from ..maintenance import Pruner, Reaper
 from ..sql import channel_for
 from .completer import Completer
 from .config import WorkerConfig
@@ -70,6 +70,7 @@ class Worker:
         self.listener: Listener | None = None
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
+        self.pruner: Pruner | None = None
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -181,12 +182,14 @@ class Worker:
         self.reaper = Reaper(
             pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
         )
+        self.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
         background = [
             asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
             asyncio.create_task(self.reaper.run(), name="pgqueue-reaper"),
+            asyncio.create_task(self.pruner.run(), name="pgqueue-pruner"),
         ]
         if cfg.listen:
             self.listener = Listener(dsn, channel_for(schema), cfg.queues, self._wake_up)

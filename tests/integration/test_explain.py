@@ -68,6 +68,7 @@ GENERIC_CASES = [
     ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', 30, ARRAY[1,1,1]", "jobs_pkey"),
     ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]", "jobs_pkey"),
     ("job_reap_expired", "'k', 1000", "jobs_lease_idx"),
+    ("job_prune_finished", "1.0, 2.0, 3.0, 1000", "jobs_finished_idx"),
 ]
 
 

@@ -48,7 +48,16 @@ CREATE TABLE {s}.jobs (
     CONSTRAINT jobs_kwargs_check CHECK (jsonb_typeof(kwargs) = 'object'),
     CONSTRAINT jobs_max_attempts_check CHECK (max_attempts >= 1),
     CONSTRAINT jobs_attempt_check CHECK (attempt >= 0)
-) WITH (fillfactor = 90);
+) WITH (
+    -- A queue table churns: every job is inserted, updated twice and later deleted.
+    -- Vacuum it early and often so dead rows and index bloat stay small under load.
+    fillfactor = 90,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 1
+);
 
 COMMENT ON TABLE {s}.jobs IS 'pgqueue jobs: one row per job. state: queued (run_at may be in the future: scheduled), running (leased), succeeded, failed (dead letter), cancelled.';
 COMMENT ON COLUMN {s}.jobs.attempt IS 'Claims so far; with id it is the fencing token of the current run.';

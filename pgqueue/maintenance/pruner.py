@@ -1,0 +1,82 @@
+"""The pruner: finished jobs past their retention are deleted, in small batches.
+
+Retention per state (default: succeeded 7 days, failed 30 days, cancelled 7 days).
+Runs every ``interval`` in each worker; batches of ``limit`` rows with SKIP LOCKED make
+concurrent pruners harmless, so no lock is needed. A pass stops after ``max_batches``
+to share the database with real work; the next pass goes on. Failures are logged and
+tried next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..db import first_line
+from ..sql import query
+
+log = logging.getLogger("pgqueue.maintenance")
+
+DAY = 86_400.0
+
+
+@dataclass
+class Retention:
+    """Seconds a finished job is kept, per state."""
+
+    succeeded: float = 7 * DAY
+    failed: float = 30 * DAY
+    cancelled: float = 7 * DAY
+
+
+class Pruner:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        retention: Retention,
+        interval: float = 30.0,
+        limit: int = 1000,
+        max_batches: int = 20,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.retention = retention
+        self.interval = interval
+        self.limit = limit
+        self.max_batches = max_batches
+        self.deleted = 0
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except psycopg.Error as exc:
+                log.warning("prune pass failed: %s", first_line(exc))
+
+    async def run_once(self) -> int:
+        """One pass: up to ``max_batches`` batches; returns how many jobs it deleted."""
+        params = {
+            "keep_succeeded": self.retention.succeeded,
+            "keep_failed": self.retention.failed,
+            "keep_cancelled": self.retention.cancelled,
+            "limit": self.limit,
+        }
+        deleted = 0
+        async with self.pool.connection() as conn:
+            for _ in range(self.max_batches):
+                cur = await conn.execute(query(self.schema, "job_prune_finished"), params)
+                n = len(await cur.fetchall())
+                deleted += n
+                if n < self.limit:
+                    break
+        if deleted:
+            log.info("pruned %d finished job(s) past their retention", deleted)
+        self.deleted += deleted
+        return deleted
