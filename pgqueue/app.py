@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrate as _migrate
 from . import producer
+from .admin import Admin
 from .db import connect, resolve_dsn, validate_schema
 from .errors import ConfigurationError, InvalidJobError, UnknownTaskError
 from .jobspec import JobSpec, check_queue, check_task_name, encode_items, to_params
@@ -64,6 +65,11 @@ class App:
     def query(self, name: str) -> str:
         """A named query from ``pgqueue/sql/queries.sql`` for this app's schema."""
         return query(self.schema, name)
+
+    @property
+    def admin(self) -> Admin:
+        """Operator actions: queues, jobs, retry, cancel, pause/resume, prune, workers."""
+        return Admin(self)
 
     # -- tasks ---------------------------------------------------------------------
     @overload

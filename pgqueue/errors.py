@@ -6,6 +6,8 @@ PgQueueError
  |    +-- SchemaNotMigrated    the schema is missing or older than this pgqueue
  +-- InvalidJobError (ValueError)  bad task/queue name, arguments that are not JSON
  |    +-- UnknownTaskError     a task name the app never registered
+ +-- JobNotFound (LookupError)  no job with that id
+ +-- UnknownQueueError (LookupError)  no job or pause record names that queue
  +-- LeaseLost                 a fenced write changed nothing: another worker owns the job now
  +-- JobTimeout                a handler ran past its task's timeout
 ```
@@ -44,3 +46,11 @@ class LeaseLost(PgQueueError):
 
 class JobTimeout(PgQueueError):
     """The handler ran past its task's ``timeout``."""
+
+
+class JobNotFound(PgQueueError, LookupError):
+    """No job has that id (it never existed, or was pruned)."""
+
+
+class UnknownQueueError(PgQueueError, LookupError):
+    """No job and no pause record names that queue."""

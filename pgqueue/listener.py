@@ -22,11 +22,22 @@ log = logging.getLogger("pgqueue.listener")
 
 
 class Listener:
-    """Runs until cancelled; calls ``wake()`` for every relevant notification."""
+    """Runs until cancelled; calls ``wake()`` for every notification of one of its queues
+    and ``on_cancel(job_id)`` for every cancellation request (cancel_job())."""
 
-    def __init__(self, dsn: str, channel: str, queues: list[str], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        queues: list[str],
+        wake: Callable[[], None],
+        cancel_channel: str | None = None,
+        on_cancel: Callable[[int], None] | None = None,
+    ) -> None:
         self.dsn = dsn
         self.channel = channel
+        self.cancel_channel = cancel_channel
+        self.on_cancel = on_cancel
         self.queues = set(queues)
         self.wake = wake
         self.connected = asyncio.Event()
@@ -58,6 +69,8 @@ class Listener:
             try:
                 async with conn:
                     await conn.execute(f'LISTEN "{self.channel}"')
+                    if self.cancel_channel:
+                        await conn.execute(f'LISTEN "{self.cancel_channel}"')
                     self.connected.set()
                     if not first:
                         self.reconnects += 1
@@ -67,8 +80,11 @@ class Listener:
                     self.wake()  # anything enqueued while we were not listening
                     while True:
                         async for note in conn.notifies(timeout=self.probe_interval):
-                            if note.payload in self.queues:
-                                self.wake()
+                            if note.channel == self.channel:
+                                if note.payload in self.queues:
+                                    self.wake()
+                            elif self.on_cancel is not None and note.payload.isdigit():
+                                self.on_cancel(int(note.payload))
                         # Quiet for a while: make sure the connection is really alive (a
                         # half-open TCP connection would otherwise wait here forever).
                         await asyncio.wait_for(conn.execute("SELECT 1"), self.probe_timeout)

@@ -15,7 +15,7 @@ from .db import connect, first_line
 from .errors import ConfigurationError, SchemaNotMigrated
 
 #: The revision this pgqueue's code expects. tests/ check it is alembic's head.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def _config(schema: str, **attributes: Any) -> Any:
@@ -76,6 +76,7 @@ def upgrade(dsn: str, schema: str) -> tuple[str | None, str]:
     (or the database's own error) propagates.
     """
     import psycopg
+    import sqlalchemy.exc
     from alembic import command
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
@@ -96,6 +97,9 @@ def upgrade(dsn: str, schema: str) -> tuple[str | None, str]:
             command.upgrade(_config(schema, connection=connection), "head")
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+    except sqlalchemy.exc.OperationalError as exc:  # the creator's psycopg error, wrapped
+        cause = exc.orig if exc.orig is not None else exc
+        raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(cause)}") from exc
     finally:
         engine.dispose()
     return before, HEAD_REVISION

@@ -100,6 +100,10 @@ def _psycopg_of(conn: Any) -> Any:
         return conn
     if kind in ("sa", "sa-session"):
         sa_conn = conn if kind == "sa" else conn.connection()
+        if not sa_conn.in_transaction():
+            # SQLAlchemy must know a transaction is open, or its commit() is a no-op and
+            # the pool's reset rolls back what we write on the raw connection.
+            sa_conn.begin()
         raw = sa_conn.connection.driver_connection
         return raw if isinstance(raw, psycopg.Connection) else None
     return None

@@ -7,6 +7,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -38,6 +40,9 @@ class Settings:
             else:
                 app = App(self.dsn, schema=self.schema, strict_tasks=False)
             self._app = app
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:  # close the pool when the command ends, not at exit/GC
+                ctx.call_on_close(app.close)
         if strict_tasks is not None:
             self._app.strict_tasks = strict_tasks
         return self._app
@@ -71,9 +76,62 @@ def load_app(path: str) -> App:
     return obj
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
 def emit_json(data: Any) -> None:
-    """Print ``data`` as indented JSON (dates as ISO strings)."""
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Print ``data`` as indented JSON (dates as ISO 8601 strings, numerics as numbers)."""
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with a trailing '…'."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    return flat[: max(width - 1, 0)] + "…"
+
+
+def fitted_table(
+    headers: list[str], rows: list[list[Any]], shrink: dict[int, int], width: int = 80
+) -> str:
+    """``table`` made to fit ``width`` columns: the columns in ``shrink`` (index -> the
+    narrowest it may get) lose a character at a time, widest first, and their cells are
+    cut with '…'. Only text columns should be in ``shrink``."""
+    widths = [
+        max([len(h)] + [len(clip("" if r[i] is None else str(r[i]), 10**6)) for r in rows])
+        for i, h in enumerate(headers)
+    ]
+    while sum(widths) + 2 * (len(widths) - 1) > width:
+        candidates = [i for i, least in shrink.items() if widths[i] > max(least, len(headers[i]))]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: (widths[i], i))
+        widths[widest] -= 1
+    cut = [
+        [
+            clip("" if v is None else str(v), widths[i]) if i in shrink else v
+            for i, v in enumerate(row)
+        ]
+        for row in rows
+    ]
+    return table(headers, cut)
+
+
+def seconds_since(moment: datetime | None, now: datetime | None = None) -> float | None:
+    """Seconds from ``moment`` to ``now`` (default: this machine's clock), never below 0;
+    None for None."""
+    if moment is None:
+        return None
+    now = now or datetime.now(moment.tzinfo)
+    return max((now - moment).total_seconds(), 0.0)
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

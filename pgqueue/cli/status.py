@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import click
 
 from .common import Settings, emit_json, table
@@ -9,41 +12,76 @@ from .common import Settings, emit_json, table
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.2, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
 @click.pass_obj
-def status(settings: Settings, as_json: bool) -> None:
-    """Show jobs per queue and state, with the age of the oldest (the queue_stats view).
-
-    'scheduled' is a queued job whose run_at has not come yet.
+def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> None:
+    """Show every queue: queued, scheduled, running and failed jobs, the age of the oldest
+    due job, jobs finished in the last minute, and whether it is paused (the queue_stats
+    view).
 
     \b
     Examples:
       pgqueue status
-      pgqueue status --json | jq '.[] | select(.state == "failed")'
+      pgqueue status --watch
+      pgqueue status --json | jq '.[] | select(.failed > 0)'
       psql -c 'SELECT * FROM pgqueue.queue_stats'      # the same, in SQL
     """
     app = settings.app()
-    with app.pool().connection() as conn:
-        app._check_schema_sync(conn)
-        rows = conn.execute(app.query("queue_stats_list")).fetchall()
-    data = [
-        {"queue": q, "state": s, "jobs": int(n), "oldest_age_seconds": float(age)}
-        for q, s, n, age in rows
-    ]
-    if as_json:
-        emit_json(data)
-        return
+    while True:
+        data = [_plain(r) for r in app.admin.queues()]
+        if as_json:
+            emit_json(data)
+        elif watch:
+            click.clear()
+            click.echo(time.strftime("%H:%M:%S ") + f"schema {app.schema}  (Ctrl-C to stop)\n")
+            click.echo(render(data))
+        else:
+            click.echo(render(data))
+        if not watch:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    age = row["oldest_queued_age_seconds"]
+    return {**row, "oldest_queued_age_seconds": None if age is None else float(age)}
+
+
+def render(data: list[dict[str, Any]]) -> str:
+    """The status table (fits 80 columns)."""
     if not data:
-        click.echo("no jobs yet (enqueue one: pgqueue enqueue TASK)")
-        return
-    click.echo(
-        table(
-            ["QUEUE", "STATE", "JOBS", "OLDEST"],
-            [[d["queue"], d["state"], d["jobs"], _age(d["oldest_age_seconds"])] for d in data],
-        )
-    )
+        return "no queues yet (enqueue a job: pgqueue enqueue TASK)"
+    headers = ["QUEUE", "QUEUED", "SCHED", "RUNNING", "FAILED", "OLDEST", "DONE/MIN", "PAUSED"]
+    rows = [
+        [
+            d["queue"][:24],
+            d["queued"],
+            d["scheduled"],
+            d["running"],
+            d["failed"],
+            age(d["oldest_queued_age_seconds"]),
+            d["finished_last_minute"],
+            "yes" if d["paused"] else "",
+        ]
+        for d in data
+    ]
+    return table(headers, rows)
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float | None) -> str:
+    """A short human age: 12.3s, 4.5m, 2.0h, 3.1d; '-' for none."""
+    if seconds is None:
+        return "-"
     if seconds < 120:
         return f"{seconds:.1f}s"
     if seconds < 7200:

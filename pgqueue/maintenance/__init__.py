@@ -2,5 +2,6 @@
 
 from .pruner import Pruner, Retention
 from .reaper import Reaper
+from .vacuumer import Vacuumer
 
-__all__ = ["Pruner", "Reaper", "Retention"]
+__all__ = ["Pruner", "Reaper", "Retention", "Vacuumer"]

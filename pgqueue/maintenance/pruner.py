@@ -2,8 +2,9 @@
 
 Retention per state (default: succeeded 7 days, failed 30 days, cancelled 7 days).
 Runs every ``interval`` in each worker; batches of ``limit`` rows with SKIP LOCKED make
-concurrent pruners harmless, so no lock is needed. A pass stops after ``max_batches``
-to share the database with real work; the next pass goes on. Failures are logged and
+concurrent pruners harmless, so no lock is needed. A pass goes on while batches come
+back full (up to ``max_batches``), so it keeps up with any sustained rate; each batch
+is its own short transaction. Failures are logged and
 tried next time.
 """
 
@@ -39,9 +40,9 @@ class Pruner:
         pool: AsyncConnectionPool,
         schema: str,
         retention: Retention,
-        interval: float = 30.0,
+        interval: float = 10.0,
         limit: int = 1000,
-        max_batches: int = 20,
+        max_batches: int = 1000,
     ) -> None:
         self.pool = pool
         self.schema = schema

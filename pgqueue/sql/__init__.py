@@ -32,6 +32,11 @@ def channel_for(schema: str) -> str:
     return f"{schema}_jobs"
 
 
+def cancel_channel_for(schema: str) -> str:
+    """The NOTIFY channel that carries ids of running jobs whose cancellation was asked."""
+    return f"{schema}_cancel"
+
+
 @lru_cache(maxsize=32)
 def queries(schema: str) -> dict[str, str]:
     """All queries with ``schema`` filled in. ``schema`` must already be validated."""

@@ -69,7 +69,7 @@ COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts) FROM 
 -- name: job_get
 SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
-       created_at, started_at, finished_at
+       created_at, started_at, finished_at, cancel_requested_at
 FROM {schema}.jobs WHERE id = %(id)s;
 
 -- name: job_claim_batch
@@ -82,7 +82,12 @@ FROM {schema}.jobs WHERE id = %(id)s;
 -- the others are unlocked when the statement ends.
 WITH picked AS (
     SELECT c.id
-    FROM unnest(%(queues)s::text[]) AS q(name)
+    FROM (
+        -- paused queues are skipped (the queues table is tiny; this is one lookup each)
+        SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
+        WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p
+                          WHERE p.name = u.name AND p.paused_at IS NOT NULL)
+    ) AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM {schema}.jobs
         WHERE state = 'queued' AND queue = q.name AND run_at <= now()
@@ -148,13 +153,15 @@ RETURNING state, run_at;
 -- name: job_heartbeat_fenced
 -- Renews every lease a worker holds in one statement; ids missing from RETURNING were
 -- lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
--- Locks in id order, like job_complete_fenced (no deadlock between the two).
+-- Locks in id order, like job_complete_fenced (no deadlock between the two), and skips
+-- rows someone else holds locked (an operator's open UPDATE): one such row must not
+-- stall every other lease. Skipped rows are checked with job_held_check, not "lost".
 WITH mine AS (
     SELECT j.id, j.attempt FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
       AND j.state = 'running'
     ORDER BY j.id
-    FOR UPDATE OF j
+    FOR NO KEY UPDATE OF j SKIP LOCKED
 )
 UPDATE {schema}.jobs AS j
 SET lease_expires_at = GREATEST(j.lease_expires_at,
@@ -162,7 +169,27 @@ SET lease_expires_at = GREATEST(j.lease_expires_at,
 FROM mine JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt)
      ON h.id = mine.id AND h.attempt = mine.attempt
 WHERE j.id = mine.id
-RETURNING j.id;
+RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: job_held_check
+-- Which of these jobs are still ours (no lock taken): a heartbeat that skipped a locked
+-- row asks before calling it lost.
+SELECT j.id FROM {schema}.jobs AS j
+JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS h(id, attempt) ON h.id = j.id
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.attempt = h.attempt
+  AND j.worker_id = %(worker_id)s AND j.state = 'running';
+
+-- name: job_cancel_fenced
+-- The worker stopped a job whose cancellation was asked for (cancel_job): it ends
+-- cancelled, is not retried, and the request is recorded in its errors.
+UPDATE {schema}.jobs
+SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+    errors = errors || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'kind', 'cancelled', 'at', now(), 'worker', worker_id,
+        'message', 'cancelled on request while running'))
+WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+  AND state = 'running'
+RETURNING id;
 
 -- name: job_extend_lease_fenced
 -- A handler asks for more time for its own job; no row means the lease is already lost.
@@ -216,7 +243,10 @@ WITH lock AS MATERIALIZED (
                      THEN 'failed' ELSE 'queued' END,
         finished_at = CASE WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
                            THEN now() END,
-        run_at = now(),
+        -- 0 s after the first loss, then 1, 3, 7 ... s (capped at 5 min): a job that
+        -- kills its worker (out of memory, a segfault) does not take down one worker
+        -- after another in a tight loop.
+        run_at = now() + make_interval(secs => least(power(2, j.lost_count) - 1, 300)),
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'kind', 'lost', 'at', now(), 'worker', j.worker_id,
             'message', 'lease lost: the worker stopped renewing it (crashed, killed or frozen)')),
@@ -246,22 +276,96 @@ RETURNING id;
 -- name: job_prune_finished
 -- Retention: delete finished jobs older than their state's retention, a small batch at a
 -- time (SKIP LOCKED, LIMIT) so the pruner never holds many locks or a long transaction.
--- jobs_finished_idx finds them without touching queued or running rows.
+-- One range scan per state on jobs_finished_idx (state, finished_at): each state's own
+-- cutoff bounds its scan, so a pass costs what it deletes, not the size of the history.
 WITH old AS (
-    SELECT id FROM {schema}.jobs
-    WHERE state IN ('succeeded', 'failed', 'cancelled')
-      AND finished_at < now() - make_interval(secs => CASE state
-              WHEN 'succeeded' THEN %(keep_succeeded)s::float8
-              WHEN 'failed' THEN %(keep_failed)s::float8
-              ELSE %(keep_cancelled)s::float8 END)
-    ORDER BY finished_at
+    SELECT c.id
+    FROM (VALUES ('succeeded', %(keep_succeeded)s::float8),
+                 ('failed', %(keep_failed)s::float8),
+                 ('cancelled', %(keep_cancelled)s::float8)) AS r(state, keep)
+    CROSS JOIN LATERAL (
+        SELECT id FROM {schema}.jobs
+        WHERE state = r.state AND finished_at < now() - make_interval(secs => r.keep)
+          AND state IN ('succeeded', 'failed', 'cancelled')  -- lets the partial index match
+        ORDER BY finished_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {schema}.jobs AS j
 WHERE j.id = ANY(ARRAY(SELECT id FROM old))
 RETURNING j.state;
 
+-- name: jobs_vacuum_due
+-- Whether the jobs table needs a vacuum that autovacuum is not giving it: autovacuum is
+-- off (some servers run that way) or has not visited while dead rows piled up.
+SELECT s.n_dead_tup > %(min_dead)s
+       AND s.n_dead_tup > %(dead_fraction)s * GREATEST(s.n_live_tup, 1)
+       AND (current_setting('autovacuum') = 'off'
+            OR greatest(s.last_autovacuum, s.last_vacuum) IS NULL
+            OR greatest(s.last_autovacuum, s.last_vacuum)
+               < now() - make_interval(secs => %(stale_after)s::float8)) AS due,
+       s.n_dead_tup, s.n_live_tup
+FROM pg_stat_user_tables AS s
+WHERE s.relid = '{schema}.jobs'::regclass;
+
+-- name: jobs_vacuum_lock
+-- Session-level: VACUUM cannot run inside a transaction, so no xact lock here.
+SELECT pg_try_advisory_lock(hashtext(%(key)s)) AS locked;
+
+-- name: jobs_vacuum_unlock
+SELECT pg_advisory_unlock(hashtext(%(key)s));
+
+-- name: jobs_vacuum
+VACUUM (ANALYZE) {schema}.jobs;
+
 -- name: queue_stats_list
-SELECT queue, state, jobs, oldest_age_seconds FROM {schema}.queue_stats
-ORDER BY queue, state;
+SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,
+       finished_last_minute, paused
+FROM {schema}.queue_stats
+ORDER BY queue;
+
+-- name: job_list
+-- Newest first; each filter is optional (NULL matches everything).
+SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, created_at,
+       finished_at, errors -> -1 ->> 'message' AS last_error
+FROM {schema}.jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(state)s::text IS NULL OR state = %(state)s)
+  AND (%(scheduled)s::boolean IS NULL OR (run_at > now()) = %(scheduled)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: job_retry
+SELECT {schema}.retry_job(%(id)s) AS retried;
+
+-- name: job_retry_failed
+SELECT {schema}.retry_failed(%(queue)s, %(task)s) AS retried;
+
+-- name: job_cancel
+SELECT {schema}.cancel_job(%(id)s) AS state;
+
+-- name: queue_pause
+SELECT {schema}.pause_queue(%(queue)s);
+
+-- name: queue_resume
+SELECT {schema}.resume_queue(%(queue)s) AS resumed;
+
+-- name: queue_known
+-- A queue is known if it has jobs or a row in the queues table.
+SELECT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(queue)s)
+    OR EXISTS (SELECT 1 FROM {schema}.jobs WHERE queue = %(queue)s) AS known;
+
+-- name: job_prune
+SELECT {schema}.prune_jobs(make_interval(secs => %(older_than)s::float8), %(states)s::text[])
+    AS pruned;
+
+-- name: worker_list
+SELECT id, host, pid, queues, concurrency, started_at, last_heartbeat_at,
+       round(extract(epoch FROM now() - last_heartbeat_at)::numeric, 3) AS heartbeat_age_seconds,
+       (SELECT count(*) FROM {schema}.jobs AS j WHERE j.worker_id = w.id AND j.state = 'running')
+           AS running
+FROM {schema}.workers AS w
+ORDER BY started_at;

@@ -128,7 +128,7 @@ class Completer:
                             o.job.id,
                             first_line(exc),
                         )
-                        self.held.discard(o.job.id)
+                        self.held.discard(o.job.id, o.job.attempt)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every outcome put so far is written; False on timeout."""
@@ -140,7 +140,8 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         ok = [o for o in batch if o.ok]
-        bad = [o for o in batch if not o.ok]
+        bad = [o for o in batch if not o.ok and not o.cancelled]
+        cancelled = [o for o in batch if o.cancelled]
         async with self.pool.connection() as conn:
             if ok:
                 records = ",".join(
@@ -158,9 +159,18 @@ class Completer:
                 done = {int(r[0]) for r in await cur.fetchall()}
                 for o in ok:
                     o.written = True
-                    self.held.discard(o.job.id)
+                    self.held.discard(o.job.id, o.job.attempt)
                     self._finish_log(o, "succeeded" if o.job.id in done else None)
                 self.succeeded += len(done)
+            for o in cancelled:
+                cur = await conn.execute(
+                    query(self.schema, "job_cancel_fenced"),
+                    {"id": o.job.id, "attempt": o.job.attempt, "worker_id": self.worker_id},
+                )
+                row = await cur.fetchone()
+                o.written = True
+                self.held.discard(o.job.id, o.job.attempt)
+                self._finish_log(o, "cancelled" if row else None)
             for o in bad:
                 row = await (
                     await conn.execute(
@@ -177,7 +187,7 @@ class Completer:
                 ).fetchone()
                 state = None if row is None else str(row[0])
                 o.written = True
-                self.held.discard(o.job.id)
+                self.held.discard(o.job.id, o.job.attempt)
                 if state == "queued":
                     self.on_retry_scheduled()
                 elif state == "failed":
@@ -204,6 +214,11 @@ class Completer:
                 j.task,
                 j.attempt,
                 extra=extra,
+            )
+        elif state == "cancelled":
+            extra["event"] = "cancelled"
+            log.warning(
+                "job %d %s attempt %d cancelled on request", j.id, j.task, j.attempt, extra=extra
             )
         elif state == "succeeded":
             extra["event"] = "succeeded"

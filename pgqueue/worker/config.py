@@ -41,7 +41,7 @@ class WorkerConfig:
     prefetch: int = 0
     fast_claims: bool = False
     retention: Retention = field(default_factory=Retention)
-    prune_interval: float = 30.0
+    prune_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.queues:

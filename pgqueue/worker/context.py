@@ -15,8 +15,10 @@ class JobContext:
 
     ``lease_lost`` is set when the worker learns another worker may now own the job
     (the lease expired and was reclaimed): the handler should stop; whatever it returns
-    is thrown away. ``extend_lease(seconds)`` asks for more time; it raises
-    ``LeaseLost`` when the lease is already gone.
+    is thrown away. ``cancelled`` is set when someone cancelled the job (cancel_job):
+    a sync handler should check it and return; an async one is cancelled for it. Either
+    way the job ends ``cancelled``. ``extend_lease(seconds)`` asks for more time; it
+    raises ``LeaseLost`` when the lease is already gone.
     """
 
     job_id: int
@@ -25,6 +27,7 @@ class JobContext:
     queue: str
     worker_id: str
     lease_lost: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)
     _extend: Callable[[int, int, float], bool] | None = field(default=None, repr=False)
 
     def extend_lease(self, seconds: float) -> None:

@@ -35,9 +35,12 @@ class Held:
         with self._lock:
             self._jobs[job_id] = attempt
 
-    def discard(self, job_id: int) -> None:
+    def discard(self, job_id: int, attempt: int | None = None) -> None:
+        """Forget a job; with ``attempt``, only if that is the attempt held (a newer claim
+        of the same job by this worker stays held)."""
         with self._lock:
-            self._jobs.pop(job_id, None)
+            if attempt is None or self._jobs.get(job_id) == attempt:
+                self._jobs.pop(job_id, None)
 
     def snapshot(self) -> dict[int, int]:
         with self._lock:
@@ -58,7 +61,8 @@ class Heartbeat(threading.Thread):
         worker_row: dict[str, Any],
         lease: float,
         held: Held,
-        on_lost: Callable[[list[int]], None],
+        on_lost: Callable[[list[tuple[int, int]]], None],
+        on_cancel: Callable[[list[int]], None] | None = None,
     ) -> None:
         super().__init__(name="pgqueue-heartbeat", daemon=True)
         self.schema = schema
@@ -67,6 +71,7 @@ class Heartbeat(threading.Thread):
         self.lease = lease
         self.held = held
         self.on_lost = on_lost
+        self.on_cancel = on_cancel
         self.interval = lease / 3
         self._stop_event = threading.Event()
         self.pool = ConnectionPool(
@@ -106,10 +111,35 @@ class Heartbeat(threading.Thread):
             log.warning("heartbeat failed, will retry in %.1fs: %s", self.interval, first_line(exc))
             return
         renewed = {int(r[0]) for r in rows}
+        cancel = [int(r[0]) for r in rows if r[1]]
+        if cancel and self.on_cancel is not None:
+            self.on_cancel(cancel)  # the fallback when the NOTIFY was missed
+        missing = {j: a for j, a in jobs.items() if j not in renewed}
+        if missing:
+            missing = self._really_lost(missing)
         still_held = self.held.snapshot()
-        lost = [j for j in jobs if j not in renewed and still_held.get(j) == jobs[j]]
+        lost = [(j, a) for j, a in missing.items() if still_held.get(j) == a]
         if lost:
             self.on_lost(lost)
+
+    def _really_lost(self, missing: dict[int, int]) -> dict[int, int]:
+        """Of the jobs the renewal skipped or missed, those no longer ours (a row locked by
+        someone else was skipped, not lost; its lease is renewed next beat)."""
+        try:
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    query(self.schema, "job_held_check"),
+                    {
+                        "ids": list(missing),
+                        "attempts": list(missing.values()),
+                        "worker_id": self.worker_id,
+                    },
+                ).fetchall()
+        except psycopg.Error as exc:
+            log.warning("heartbeat check failed, will retry: %s", first_line(exc))
+            return {}
+        ours = {int(r[0]) for r in rows}
+        return {j: a for j, a in missing.items() if j not in ours}
 
     def extend(self, job_id: int, attempt: int, seconds: float) -> bool:
         """Fenced lease extension for one job (called from handlers); False if lost.

@@ -30,8 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 from ..app import App
 from ..db import first_line
 from ..listener import Listener
-from ..maintenance import Pruner, Reaper
-from ..sql import channel_for
+from ..maintenance import Pruner, Reaper, Vacuumer
+from ..sql import cancel_channel_for, channel_for
 from .completer import Completer
 from .config import WorkerConfig
 from .dispatch import Dispatcher
@@ -44,7 +44,9 @@ log = logging.getLogger("pgqueue.worker")
 # itself PostgreSQL re-plans the claim for every call (a custom plan per parameter set,
 # ~1 ms of the ~1.5 ms a one-job claim took). tests/integration/test_explain.py checks
 # the generic plans stay on their indexes.
-GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s"
+# (lock_timeout: a write that waits on a row someone else holds locked gives up after
+# 10 s and is retried, instead of stalling the completer behind an open psql session.)
 
 # First pause when a due job could not be claimed (row-locked elsewhere); doubles up to the
 # poll interval.
@@ -165,7 +167,15 @@ class Worker:
             "queues": cfg.queues,
             "concurrency": cfg.concurrency,
         }
-        heartbeat = Heartbeat(dsn, schema, row, cfg.lease, self.held, self._lost_from_thread)
+        heartbeat = Heartbeat(
+            dsn,
+            schema,
+            row,
+            cfg.lease,
+            self.held,
+            self._lost_from_thread,
+            on_cancel=self._cancel_from_thread,
+        )
         self.heartbeat = heartbeat
         self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
         self.dispatcher = Dispatcher(
@@ -183,6 +193,7 @@ class Worker:
             pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
         )
         self.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
+        self.vacuumer = Vacuumer(pool, schema)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
@@ -190,10 +201,20 @@ class Worker:
             asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
             asyncio.create_task(self.reaper.run(), name="pgqueue-reaper"),
             asyncio.create_task(self.pruner.run(), name="pgqueue-pruner"),
+            asyncio.create_task(self.vacuumer.run(), name="pgqueue-vacuumer"),
         ]
         if cfg.listen:
-            self.listener = Listener(dsn, channel_for(schema), cfg.queues, self._wake_up)
+            self.listener = Listener(
+                dsn,
+                channel_for(schema),
+                cfg.queues,
+                self._wake_up,
+                cancel_channel=cancel_channel_for(schema),
+                on_cancel=self._cancel,
+            )
             background.append(asyncio.create_task(self.listener.run(), name="pgqueue-listener"))
+        for task in background:
+            task.add_done_callback(self._background_done)
         if handle_signals:
             self.install_signal_handlers()
         log.info(
@@ -207,9 +228,15 @@ class Worker:
         try:
             await self._claim_loop(self.dispatcher)
         finally:
-            await self._shutdown(background, heartbeat, executor)
-            await pool.close()
-            await claim_pool.close()
+            try:
+                await self._shutdown(background, heartbeat, executor)
+            finally:
+                # Even if the shutdown itself is cancelled (a host app's second cancel):
+                # no heartbeat may outlive the worker, or its jobs' leases never expire.
+                heartbeat.stop()
+                executor.shutdown(wait=False, cancel_futures=True)
+                await pool.close()
+                await claim_pool.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
@@ -296,16 +323,38 @@ class Worker:
             for w in waiters:
                 w.cancel()
 
-    def _lost_from_thread(self, job_ids: list[int]) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._lost, job_ids)
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        """A service (completer, listener, reaper, ...) must not die silently: if one
+        fails, say so and stop the worker, which hands its jobs back (a supervisor, or
+        systemd, starts a fresh one)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error(
+            "worker service %s failed; stopping this worker",
+            task.get_name(),
+            exc_info=(type(exc), exc, exc.__traceback__) if exc else None,
+        )
+        self._set_stop(immediate=False)
 
-    def _lost(self, job_ids: list[int]) -> None:
+    def _lost_from_thread(self, jobs: list[tuple[int, int]]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._lost, jobs)
+
+    def _cancel(self, job_id: int) -> None:
         if self.dispatcher is not None:
-            self.dispatcher.lost(job_ids)
+            self.dispatcher.cancel([job_id])
+
+    def _cancel_from_thread(self, job_ids: list[int]) -> None:
+        if self._loop is not None and self.dispatcher is not None:
+            self._loop.call_soon_threadsafe(self.dispatcher.cancel, job_ids)
+
+    def _lost(self, jobs: list[tuple[int, int]]) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.lost(jobs)
         else:
-            for job_id in job_ids:
-                self.held.discard(job_id)
+            for job_id, attempt in jobs:
+                self.held.discard(job_id, attempt)
 
     # -- shutdown ------------------------------------------------------------------------
     async def _shutdown(
@@ -360,5 +409,4 @@ class Worker:
         except psycopg.Error as exc:
             log.warning("could not release jobs at shutdown (the reaper will): %s", first_line(exc))
         heartbeat.stop()
-        executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.id)

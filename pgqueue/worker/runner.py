@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import JobTimeout
-from ..tasks import Task
+from ..tasks import RetryPolicy, Task
 from .context import JobContext
 
 
@@ -72,6 +72,7 @@ class Outcome:
     backoff: float = 0.0
     duration: float = 0.0
     written: bool = False
+    cancelled: bool = False
 
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
@@ -149,22 +150,69 @@ def _set_exception(fut: Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
+class _Timeout(Exception):
+    """Our own timeout, told apart from a TimeoutError the handler raised itself."""
+
+
+async def _with_timeout(awaitable: Any, seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError as exc:
+        raise _Timeout from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``str()`` itself raises."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{type(exc).__name__}: {text}"
+
+
+def failure(job: Claimed, task: Task | None, exc: BaseException, started: float) -> Outcome:
+    """The outcome of a handler that raised ``exc`` (any exception, even SystemExit)."""
+    final = task is not None and isinstance(exc, task.no_retry_for)
+    final = final or isinstance(exc, (SystemExit, KeyboardInterrupt))
+    retry = task.retry if task is not None else RetryPolicy()
+    try:
+        error = _error(job, "error", exc, _describe(exc))
+    except Exception:  # a traceback that cannot be formatted must not strand the job
+        error = {"attempt": job.attempt, "kind": "error", "message": _describe(exc)}
+    return Outcome(
+        job,
+        ok=False,
+        final=final,
+        error=error,
+        backoff=retry.delay(job.error_count + 1),
+        duration=time.monotonic() - started,
+    )
+
+
 async def run_job(
     job: Claimed, task: Task | None, ctx: JobContext | None, executor: ThreadPoolExecutor
 ) -> Outcome:
-    """Run the handler; never raises except ``asyncio.CancelledError`` on shutdown."""
+    """Run the handler and return what happened.
+
+    Every exception the handler raises, ``SystemExit`` and ``KeyboardInterrupt``
+    included, becomes a failed outcome (those two are final: no retry). Only an
+    ``asyncio.CancelledError`` propagates; the caller decides whether it was the
+    worker's own cancellation (shutdown, lost lease, cancel request) or the handler's.
+    """
     started = time.monotonic()
     if task is None:
+        # Not final: during a rolling deploy an old worker may claim a new task name;
+        # the retry backoff gives a worker that knows it time to take it.
         return Outcome(
             job,
             ok=False,
-            final=True,
             error=_error(
                 job,
                 "unknown_task",
                 None,
                 f"no task named {job.task!r} is registered on this worker's app",
             ),
+            backoff=RetryPolicy().delay(job.error_count + 1),
         )
     args = [ctx, *job.args] if task.pass_context else list(job.args)
     kwargs = dict(job.kwargs)
@@ -172,17 +220,17 @@ async def run_job(
         if task.is_async:
             coro = task.func(*args, **kwargs)
             if task.timeout is not None:
-                value = await asyncio.wait_for(coro, task.timeout)
+                value = await _with_timeout(coro, task.timeout)
             else:
                 value = await coro
         elif task.timeout is not None:
-            value = await asyncio.wait_for(
+            value = await _with_timeout(
                 _call_sync_in_own_thread(task.func, args, kwargs), task.timeout
             )
         else:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(executor, lambda: task.func(*args, **kwargs))
-    except asyncio.TimeoutError:
+    except _Timeout:
         exc = JobTimeout(f"{task.name} ran past its timeout of {task.timeout}s")
         return Outcome(
             job,
@@ -193,16 +241,8 @@ async def run_job(
         )
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
-        final = isinstance(exc, task.no_retry_for)
-        return Outcome(
-            job,
-            ok=False,
-            final=final,
-            error=_error(job, "error", exc, f"{type(exc).__name__}: {exc}"),
-            backoff=task.retry.delay(job.error_count + 1),
-            duration=time.monotonic() - started,
-        )
+    except BaseException as exc:
+        return failure(job, task, exc, started)
     return Outcome(
         job, ok=True, result_json=_result_json(value), duration=time.monotonic() - started
     )

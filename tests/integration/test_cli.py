@@ -164,42 +164,53 @@ def test_enqueue_bad_input_real_script(pg_dsn: str, schema: str, conn: Conn) -> 
 def test_status_empty(pg_dsn: str, schema: str) -> None:
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, "status")
     assert (code, err) == (0, "")
-    assert "no jobs" in out
+    assert "no queues" in out
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, "status", "--json")
     assert (code, err, json.loads(out)) == (0, "", [])
 
 
 def test_status_table_and_json(pg_dsn: str, schema: str, conn: Conn) -> None:
     conn.execute(
-        f'INSERT INTO "{schema}".jobs (task, queue, state, run_at, created_at) VALUES '
-        "('t', 'emails', 'queued', now(), now() - interval '10 seconds'), "
-        "('t', 'emails', 'queued', now(), now()), "
-        "('t', 'emails', 'failed', now(), now()), "
-        "('t', 'reports', 'queued', now() + interval '1 hour', now() - interval '3 hours')"
+        f'INSERT INTO "{schema}".jobs (task, queue, state, run_at, created_at, finished_at) '
+        "VALUES ('t', 'emails', 'queued', now() - interval '10 seconds', now(), NULL), "
+        "('t', 'emails', 'queued', now(), now() - interval '1 day', NULL), "
+        "('t', 'emails', 'failed', now(), now(), now()), "
+        "('t', 'emails', 'succeeded', now(), now(), now() - interval '2 minutes'), "
+        "('t', 'reports', 'queued', now() + interval '1 hour', now(), NULL), "
+        "('t', 'reports', 'queued', now() - interval '3 hours', now(), NULL), "
+        "('t', 'reports', 'running', now(), now(), NULL), "
+        "('t', 'reports', 'succeeded', now(), now(), now())"
     )
+    conn.execute(f"SELECT \"{schema}\".pause_queue('later')")  # paused ahead, no jobs yet
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, "status", "--json")
     assert (code, err) == (0, "")
     data = json.loads(out)
-    assert [(d["queue"], d["state"], d["jobs"]) for d in data] == [
-        ("emails", "failed", 1),
-        ("emails", "queued", 2),
-        ("reports", "scheduled", 1),
+    counts = ("queued", "scheduled", "running", "failed", "finished_last_minute", "paused")
+    assert [(d["queue"], *(d[k] for k in counts)) for d in data] == [
+        ("emails", 2, 0, 0, 1, 1, False),
+        ("later", 0, 0, 0, 0, 0, True),
+        ("reports", 1, 1, 1, 0, 1, False),
     ]
-    ages = {(d["queue"], d["state"]): d["oldest_age_seconds"] for d in data}
-    assert 10 <= ages[("emails", "queued")] < 60
-    assert 3 * 3600 <= ages[("reports", "scheduled")] < 3 * 3600 + 60
+    ages = {d["queue"]: d["oldest_queued_age_seconds"] for d in data}
+    assert 10 <= ages["emails"] < 60  # run_at counts, not created_at: due 10 s ago
+    assert 3 * 3600 <= ages["reports"] < 3 * 3600 + 60
+    assert ages["later"] is None
 
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, "status")
     assert (code, err) == (0, "")
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["QUEUE", "STATE", "JOBS", "OLDEST"]
+    assert lines[0].split() == [
+        "QUEUE", "QUEUED", "SCHED", "RUNNING", "FAILED", "OLDEST", "DONE/MIN", "PAUSED"
+    ]  # fmt: skip
+    assert all(len(line) <= 80 for line in lines)
     rows = [line.split() for line in lines[1:]]
-    assert [r[:3] for r in rows] == [
-        ["emails", "failed", "1"],
-        ["emails", "queued", "2"],
-        ["reports", "scheduled", "1"],
+    assert rows == [
+        ["emails", "2", "0", "0", "1", rows[0][5], "1"],
+        ["later", "0", "0", "0", "0", "-", "0", "yes"],
+        ["reports", "1", "1", "1", "0", rows[2][5], "1"],
     ]
-    assert rows[2][3].endswith("h")  # three hours, shown in hours
+    assert rows[0][5].endswith("s")  # ten seconds
+    assert rows[2][5].endswith("h")  # three hours, shown in hours
 
 
 # -- help ---------------------------------------------------------------------------------------
@@ -219,7 +230,9 @@ def test_every_command_help_has_an_example(command: str) -> None:
 
 
 def test_the_contract_commands_exist() -> None:
-    assert {"migrate", "enqueue", "status"} <= set(cli.commands)
+    assert {"migrate", "enqueue", "status", "jobs", "queues", "workers", "prune"} <= set(
+        cli.commands
+    )
     assert all(isinstance(c, click.Command) for c in cli.commands.values())
 
 
@@ -247,9 +260,12 @@ def test_malformed_dsn_is_one_line(dsn: str, says: str, command: list[str]) -> N
     assert_one_line_error(*run_cli("--dsn", dsn, *command), says=says)
 
 
-def test_unreachable_server_is_one_line() -> None:
+@pytest.mark.parametrize(
+    "command", [["status"], ["migrate"], ["jobs", "list"], ["workers"], ["queues", "pause", "q"]]
+)
+def test_unreachable_server_is_one_line(command: list[str]) -> None:
     assert_one_line_error(
-        *run_cli("--dsn", "postgresql://postgres@127.0.0.1:1/test?connect_timeout=5", "status"),
+        *run_cli("--dsn", "postgresql://postgres@127.0.0.1:1/test?connect_timeout=5", *command),
         says="cannot connect to PostgreSQL",
     )
 

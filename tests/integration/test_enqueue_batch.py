@@ -96,3 +96,20 @@ def test_empty_batch_is_a_no_op(app: App) -> None:
     app.strict_tasks = False
     assert app.enqueue_batch("t.x", []) == []
     assert app.enqueue_many([JobSpec("t.x")][:0]) == []
+
+
+def test_sqlalchemy_commit_as_you_go_keeps_every_batch(
+    app: App, pg_dsn: str, conn: Conn, schema: str
+) -> None:
+    """A fresh SQLAlchemy connection whose first statement is ours: SQLAlchemy must know
+    its transaction began, or commit() does nothing and the pool rolls the COPY back."""
+    app.strict_tasks = False
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg_dsn))
+    written: list[int] = []
+    for n in range(3):
+        with engine.connect() as sa_conn:
+            written += app.enqueue_batch("t.x", [{"n": n}], connection=sa_conn)
+            written += app.enqueue_many([JobSpec("t.x", [n])], connection=sa_conn)
+            sa_conn.commit()
+    engine.dispose()
+    assert len(_rows(conn, schema, written)) == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -44,6 +45,7 @@ JOBS_COLUMNS = {
     "created_at",
     "started_at",
     "finished_at",
+    "cancel_requested_at",
 }
 JOBS_INDEXES = {
     "jobs_pkey",
@@ -216,33 +218,84 @@ def test_jobs_table_columns_and_indexes(conn: Conn, schema: str) -> None:
 
 
 def test_other_objects_exist(conn: Conn, schema: str) -> None:
-    def regclass(name: str) -> bool:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".{name}',))
-        return bool(row.fetchone() == (True,))
+    def relkind(name: str) -> str | None:
+        row = conn.execute(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f'"{schema}".{name}',)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
-    assert all(regclass(n) for n in ("jobs", "workers", "queue_stats", "alembic_version"))
-    assert conn.execute(
-        "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f'"{schema}".queue_stats',)
-    ).fetchone() == ("v",)
-    assert conn.execute(
-        "SELECT count(*) FROM pg_proc WHERE proname = 'enqueue' "
-        "AND pronamespace = to_regnamespace(%s)",
-        (f'"{schema}"',),
-    ).fetchone() == (1,)
+    tables = ("jobs", "workers", "queues", "alembic_version")
+    views = ("queue_stats", "running_jobs", "dead_jobs")
+    assert {n: relkind(n) for n in tables + views} == {
+        **dict.fromkeys(tables, "r"),
+        **dict.fromkeys(views, "v"),
+    }
+    functions = {
+        "enqueue": "bigint",
+        "retry_job": "boolean",
+        "retry_failed": "bigint",
+        "cancel_job": "text",
+        "pause_queue": "void",
+        "resume_queue": "boolean",
+        "prune_jobs": "bigint",
+    }
+    found = conn.execute(
+        "SELECT proname, format_type(prorettype, NULL), count(*) OVER (PARTITION BY proname) "
+        "FROM pg_proc WHERE pronamespace = to_regnamespace(%s) AND proname = ANY(%s)",
+        (f'"{schema}"', list(functions)),
+    ).fetchall()
+    assert {name: ret for name, ret, _ in found} == functions
+    assert all(n == 1 for _, _, n in found)  # one of each, no stray overloads
     assert conn.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgname = 'jobs_notify_insert' "
         "AND tgrelid = to_regclass(%s)",
         (f'"{schema}".jobs',),
     ).fetchone() == (1,)
-    view_cols = [
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = 'queue_stats' ORDER BY ordinal_position",
-            (schema,),
-        )
+
+    def columns(view: str) -> list[str]:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                (schema, view),
+            )
+        ]
+
+    assert columns("queue_stats") == [
+        "queue",
+        "queued",
+        "scheduled",
+        "running",
+        "failed",
+        "oldest_queued_age_seconds",
+        "finished_last_minute",
+        "paused",
     ]
-    assert view_cols == ["queue", "state", "jobs", "oldest_age_seconds"]
+    assert columns("running_jobs") == [
+        "id",
+        "queue",
+        "task",
+        "worker_id",
+        "attempt",
+        "max_attempts",
+        "started_at",
+        "run_seconds",
+        "lease_left_seconds",
+        "cancel_requested",
+    ]
+    assert columns("dead_jobs") == [
+        "id",
+        "queue",
+        "task",
+        "attempt",
+        "error_count",
+        "lost_count",
+        "finished_at",
+        "last_error_kind",
+        "last_error",
+    ]
+    assert columns("queues") == ["name", "paused_at", "updated_at"]
 
 
 # -- unmigrated or old schemas ----------------------------------------------------------------
@@ -291,15 +344,77 @@ def test_real_script_on_an_unmigrated_schema(pg_dsn: str, unmigrated_schema: str
     _assert_one_line_migrate_error(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.mark.parametrize("command", [["status"], ["enqueue", "some.task"]])
+@pytest.mark.parametrize("revision", ["0001", "0000"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["enqueue", "some.task"],
+        ["jobs", "list"],
+        ["queues", "pause", "q"],
+        ["prune", "--older-than", "0s"],
+    ],
+)
 def test_commands_on_an_older_revision(
-    pg_dsn: str, schema: str, conn: Conn, command: list[str]
+    pg_dsn: str, schema: str, conn: Conn, command: list[str], revision: str
 ) -> None:
-    conn.execute(f'UPDATE "{schema}".alembic_version SET version_num = %s', ("0000",))
+    conn.execute(f'INSERT INTO "{schema}".jobs (task, state, finished_at) VALUES (%s, %s, now())',
+                 ("old.done", "succeeded"))  # fmt: skip
+    conn.execute(f'UPDATE "{schema}".alembic_version SET version_num = %s', (revision,))
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, *command)
     _assert_one_line_migrate_error(code, out, err)
-    assert "0000" in err
-    assert conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone() == (0,)
+    assert revision in err
+    assert conn.execute(f'SELECT task FROM "{schema}".jobs').fetchall() == [("old.done",)]
+    assert conn.execute(f'SELECT count(*) FROM "{schema}".queues').fetchone() == (0,)
+
+
+def _upgrade_to(dsn: str, schema: str, revision: str) -> None:
+    """Alembic's upgrade to an older revision than head, as ``pgqueue.migrate`` runs it."""
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from pgqueue.migrate import _config
+
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool
+    )
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_config(schema, connection=connection), revision)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_jobs_and_fills_the_new_views(
+    pg_dsn: str, unmigrated_schema: str, conn: Conn
+) -> None:
+    s = unmigrated_schema
+    _upgrade_to(pg_dsn, s, "0001")
+    assert current_revision(pg_dsn, s) == "0001"
+    queued = conn.execute(f'SELECT "{s}".enqueue(%s, %s::jsonb, %s)', ("t", "[1]", "emails"))
+    queued_id = queued.fetchone()
+    conn.execute(f'INSERT INTO "{s}".jobs (task, queue, state, finished_at) VALUES '
+                 "('t', 'emails', 'failed', now())")  # fmt: skip
+    _assert_one_line_migrate_error(*run_cli("--dsn", pg_dsn, "--schema", s, "status"))
+
+    code, out, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
+    assert (code, err) == (0, "")
+    assert f"0001 -> {HEAD_REVISION}" in out
+    rows = conn.execute(
+        f'SELECT id, args, state, cancel_requested_at FROM "{s}".jobs ORDER BY id'
+    ).fetchall()
+    assert queued_id is not None
+    assert rows[0] == (queued_id[0], [1], "queued", None)
+    assert [r[2] for r in rows] == ["queued", "failed"]
+    assert conn.execute(
+        f'SELECT queue, queued, failed, paused FROM "{s}".queue_stats'
+    ).fetchall() == [("emails", 1, 1, False)]
+    app = App(pg_dsn, schema=s)
+    try:
+        assert app.admin.retry_failed() == 1
+    finally:
+        app.close()
 
 
 def test_api_in_a_callers_transaction_on_an_unmigrated_schema(
@@ -327,7 +442,10 @@ def test_migrate_sql_prints_ddl_and_writes_nothing(
     assert (code, err) == (0, "")
     assert "CREATE TABLE" in out
     assert f'CREATE TABLE "{unmigrated_schema}".jobs' in out
-    assert f"VALUES ('{HEAD_REVISION}')" in out
+    # the version table is created at the first revision and moved on by each later one
+    assert re.findall(r"alembic_version \(version_num\) VALUES \('(\d+)'\)", out) == ["0001"]
+    moves = re.findall(r"alembic_version SET version_num='(\d+)'", out)
+    assert moves and moves[-1] == HEAD_REVISION, moves
     assert out.strip().startswith("BEGIN;") and out.strip().endswith("COMMIT;")
     assert not schema_exists(conn, unmigrated_schema)
 

@@ -93,7 +93,7 @@ def test_no_listen_picks_up_within_the_poll_interval(
     w = workers.start("--no-listen", "--poll-interval", "0.5", name="poller")
     workers.wait_registered(conn, w)
     listening = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE query = %s", (f'LISTEN "{schema}_jobs"',)
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s", (f'LISTEN "{schema}_%',)
     ).fetchone()
     assert listening == (0,)
     first = qapp.enqueue("record")

@@ -72,8 +72,8 @@ CREATE INDEX jobs_lease_idx ON {s}.jobs (lease_expires_at) WHERE state = 'runnin
 -- At most one unfinished job per dedupe key.
 CREATE UNIQUE INDEX jobs_dedupe_key_idx ON {s}.jobs (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running');
--- Pruning and listing finished jobs.
-CREATE INDEX jobs_finished_idx ON {s}.jobs (finished_at)
+-- Pruning finished jobs: per state, oldest first, so the cutoff bounds the scan.
+CREATE INDEX jobs_finished_idx ON {s}.jobs (state, finished_at)
     WHERE state IN ('succeeded', 'failed', 'cancelled');
 
 -- One NOTIFY per queue per statement, payload the queue name and never job data.

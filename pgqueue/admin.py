@@ -1,0 +1,153 @@
+"""``app.admin``: see and steer jobs from Python, through the same SQL functions and views
+that ``psql`` users call (retry_job, cancel_job, pause_queue, queue_stats, ...).
+
+Every method is safe while workers run. Unknown ids raise ``JobNotFound``; unknown queue
+names raise ``UnknownQueueError``; a malformed name raises ``InvalidJobError``. Nothing
+is written when one of them is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import dict_row
+
+from .errors import InvalidJobError, JobNotFound, UnknownQueueError
+from .jobspec import check_queue, check_task_name
+
+if TYPE_CHECKING:
+    from .app import App
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+MAX_AGE = 100 * 365.25 * 86400.0  # prune's older_than: beyond this PostgreSQL's dates overflow
+
+
+class Admin:
+    """Operator actions for one app; get it as ``app.admin``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self.app.pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.app.query(name), params or {})
+            return list(cur.fetchall()) if cur.description else []
+
+    # -- looking -------------------------------------------------------------------------
+    def queues(self) -> list[dict[str, Any]]:
+        """The ``queue_stats`` view: per queue, queued/scheduled/running/failed counts, the
+        oldest due job's age, jobs finished in the last minute, and whether it is paused."""
+        return self._rows("queue_stats_list")
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """Everything about one job: arguments, state, every attempt's error, result."""
+        rows = self._rows("job_get", {"id": _job_id(job_id)})
+        if not rows:
+            raise JobNotFound(f"no job with id {job_id}")
+        return rows[0]
+
+    def jobs(
+        self,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Jobs, newest first, filtered by queue, state and task."""
+        if queue is not None:
+            self._known_queue(queue)
+        choices = (*STATES, "scheduled")
+        if state is not None and state not in choices:
+            raise InvalidJobError(f"unknown state {state!r}: use one of {', '.join(choices)}")
+        # 'scheduled' is a queued job whose run_at has not come (as in queue_stats)
+        scheduled = True if state == "scheduled" else None
+        state = "queued" if state == "scheduled" else state
+        if task is not None:
+            check_task_name(task)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise InvalidJobError("limit must be a whole number from 1 to 100000")
+        return self._rows(
+            "job_list",
+            {"queue": queue, "state": state, "scheduled": scheduled, "task": task, "limit": limit},
+        )
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers: host, pid, queues, concurrency, last heartbeat, jobs running."""
+        return self._rows("worker_list")
+
+    # -- steering ------------------------------------------------------------------------
+    def retry(self, job_ids: Iterable[int]) -> dict[int, bool]:
+        """Put failed or cancelled jobs back to queued with fresh attempts.
+
+        Returns job id -> whether it was retried (False: it was not failed/cancelled, or
+        its dedupe key is held by another unfinished job). Raises ``JobNotFound`` (and
+        retries nothing) if any id does not exist.
+        """
+        ids = [_job_id(i) for i in job_ids]
+        self._exist(ids)
+        return {i: bool(self._rows("job_retry", {"id": i})[0]["retried"]) for i in ids}
+
+    def retry_failed(self, queue: str | None = None, task: str | None = None) -> int:
+        """Retry every failed job (of one queue and/or task); returns how many."""
+        if queue is not None:
+            self._known_queue(queue)
+        if task is not None:
+            check_task_name(task)
+        return int(self._rows("job_retry_failed", {"queue": queue, "task": task})[0]["retried"])
+
+    def cancel(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """Cancel jobs: queued ones at once ('cancelled'); running ones are asked to stop
+        ('cancelling': the worker hears it within a second and the job ends cancelled).
+        A job that had already finished keeps its state, which is returned. Raises
+        ``JobNotFound`` (and cancels nothing) if any id does not exist."""
+        ids = [_job_id(i) for i in job_ids]
+        self._exist(ids)
+        return {i: str(self._rows("job_cancel", {"id": i})[0]["state"]) for i in ids}
+
+    def pause(self, queue: str) -> None:
+        """Stop workers claiming from ``queue`` (jobs still go in). Pausing a queue that
+        has no jobs yet is allowed."""
+        check_queue(queue)
+        self._rows("queue_pause", {"queue": queue})
+
+    def resume(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again; False if it was not paused."""
+        self._known_queue(queue)
+        return bool(self._rows("queue_resume", {"queue": queue})[0]["resumed"])
+
+    def prune(self, older_than: float, states: Iterable[str] = FINISHED) -> int:
+        """Delete finished jobs (of ``states``) that finished more than ``older_than``
+        seconds ago; returns how many."""
+        chosen = list(states)
+        bad = [s for s in chosen if s not in FINISHED]
+        if bad or not chosen:
+            raise InvalidJobError(f"prune takes finished states only: {', '.join(FINISHED)}")
+        if (
+            isinstance(older_than, bool)
+            or not isinstance(older_than, (int, float))
+            or not 0 <= older_than <= MAX_AGE  # NaN fails this too
+        ):
+            raise InvalidJobError(
+                f"older_than must be a number of seconds from 0 to {MAX_AGE:.0f} (100 years)"
+            )
+        rows = self._rows("job_prune", {"older_than": float(older_than), "states": chosen})
+        return int(rows[0]["pruned"])
+
+    # -- checks --------------------------------------------------------------------------
+    def _exist(self, ids: list[int]) -> None:
+        for i in ids:
+            if not self._rows("job_get", {"id": i}):
+                raise JobNotFound(f"no job with id {i}")
+
+    def _known_queue(self, queue: str) -> None:
+        check_queue(queue)
+        if not self._rows("queue_known", {"queue": queue})[0]["known"]:
+            raise UnknownQueueError(f"no queue named {queue!r} (no jobs and never paused)")
+
+
+def _job_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJobError(f"a job id is a positive whole number, got {value!r}")
+    return value

@@ -1,0 +1,80 @@
+"""The vacuumer: keeps the jobs table's dead rows bounded when autovacuum does not.
+
+A queue table turns over every row it holds, so dead rows pile up fast; autovacuum
+normally clears them (0001 tunes it for this table). Some servers run with autovacuum
+off, or it falls behind; then this service, every ``interval`` in one worker at a time
+(a session advisory lock), runs ``VACUUM (ANALYZE)`` on the jobs table once its dead rows
+pass ``min_dead`` and ``dead_fraction`` of the live ones. It needs the table's owner or
+the MAINTAIN privilege; without it the pass logs a warning once and stops trying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..db import first_line
+from ..sql import query
+
+log = logging.getLogger("pgqueue.maintenance")
+
+
+class Vacuumer:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        schema: str,
+        interval: float = 30.0,
+        min_dead: int = 20_000,
+        dead_fraction: float = 0.2,
+        stale_after: float = 120.0,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.interval = interval
+        self.params = {
+            "min_dead": min_dead,
+            "dead_fraction": dead_fraction,
+            "stale_after": stale_after,
+            "key": f"{schema}.vacuum",
+        }
+        self.vacuums = 0
+        self.disabled = False
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled (or until it finds it may not vacuum)."""
+        while not self.disabled:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except psycopg.errors.InsufficientPrivilege as exc:
+                self.disabled = True
+                log.warning(
+                    "cannot vacuum %s.jobs (%s); leaving it to autovacuum",
+                    self.schema,
+                    first_line(exc),
+                )
+            except psycopg.Error as exc:
+                log.warning("vacuum pass failed: %s", first_line(exc))
+
+    async def run_once(self) -> bool:
+        """One pass; True if it vacuumed."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query(self.schema, "jobs_vacuum_due"), self.params)
+            row = await cur.fetchone()
+            if row is None or not row[0]:
+                return False
+            cur = await conn.execute(query(self.schema, "jobs_vacuum_lock"), self.params)
+            locked = await cur.fetchone()
+            if not locked or not locked[0]:
+                return False  # another worker is at it
+            try:
+                log.info("vacuuming %s.jobs: %d dead rows, %d live", self.schema, row[1], row[2])
+                await conn.execute(query(self.schema, "jobs_vacuum"))
+                self.vacuums += 1
+            finally:
+                await conn.execute(query(self.schema, "jobs_vacuum_unlock"), self.params)
+        return True

@@ -1,0 +1,81 @@
+"""The CLI's pure helpers: durations, '…' cuts, 80-column tables, JSON of dates."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import click
+import pytest
+
+from pgqueue.cli.common import clip, emit_json, fitted_table, seconds_since
+from pgqueue.cli.prune import parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("3600", 3600),
+        ("0", 0),
+        ("1.5h", 5400),
+        (" 7D ", 604800),
+        ("10 m", 600),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7x", "-1d", "d", "7 days", "1e5", "inf", "nan", "7d2h"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(click.ClickException, match=r"30s, 15m, 12h, 7d, 2w\), or plain seconds"):
+        parse_duration(text)
+
+
+def test_parse_duration_too_long() -> None:
+    with pytest.raises(click.ClickException, match="too long"):
+        parse_duration("5300w")
+
+
+def test_clip() -> None:
+    assert clip("short", 10) == "short"
+    assert clip("exactly10!", 10) == "exactly10!"
+    assert clip("eleven chars", 10) == "eleven ch…"
+    assert clip("a\nb\tc   d", 20) == "a b c d"
+
+
+def test_fitted_table_fits_and_keeps_headers() -> None:
+    rows = [[123456, "q" * 63, "t" * 200, "failed", "x " * 300]]
+    out = fitted_table(["ID", "QUEUE", "TASK", "STATE", "ERROR"], rows, {1: 8, 2: 12, 4: 10})
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].split() == ["ID", "QUEUE", "TASK", "STATE", "ERROR"]
+    assert lines[1].startswith("123456  ") and lines[1].count("…") == 3
+    # nothing to cut: the plain table
+    small = fitted_table(["A", "B"], [[1, "x"]], {1: 1})
+    assert small == "A  B\n1  x"
+
+
+def test_fitted_table_stops_at_the_minimum() -> None:
+    out = fitted_table(["WIDE"], [["w" * 200]], {0: 90})
+    assert len(out.splitlines()[1]) == 90
+
+
+def test_json_dates_are_iso_and_numerics_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    at = datetime(2026, 11, 26, 10, 0, 5, tzinfo=timezone.utc)
+    emit_json({"at": at, "age": Decimal("1.250"), "span": timedelta(minutes=2)})
+    data = json.loads(capsys.readouterr().out)
+    assert data == {"at": "2026-11-26T10:00:05+00:00", "age": 1.25, "span": 120.0}
+
+
+def test_seconds_since() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert seconds_since(None) is None
+    assert seconds_since(now - timedelta(seconds=90), now) == 90
+    assert seconds_since(now + timedelta(seconds=5), now) == 0  # clocks apart: never negative
