@@ -108,8 +108,13 @@ RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_
 -- name: job_seconds_to_next
 -- Asked only by an idle worker: seconds until the earliest queued job of its queues is
 -- due (NULL if none), measured on the server's clock so worker clocks do not matter.
+-- Paused queues do not count (their due jobs would make the worker think it is late).
 SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS seconds FROM {schema}.jobs
-WHERE state = 'queued' AND queue = ANY(%(queues)s::text[]);
+WHERE state = 'queued'
+  AND queue = ANY(ARRAY(
+      SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
+      WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p
+                        WHERE p.name = u.name AND p.paused_at IS NOT NULL)));
 
 -- name: job_complete_fenced
 -- Batched completion. A row that does not match (id, attempt, worker, running) is a job
@@ -211,14 +216,18 @@ WITH mine AS (
     FOR UPDATE OF j
 ), released AS (
     UPDATE {schema}.jobs AS j
-    SET state = 'queued', run_at = now(), lease_expires_at = NULL, worker_id = NULL,
-        started_at = NULL
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
+        run_at = now(), lease_expires_at = NULL, worker_id = NULL,
+        started_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.started_at END
     FROM mine JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempt)
          ON r.id = mine.id AND r.attempt = mine.attempt
     WHERE j.id = mine.id
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.state
 )
-SELECT id, pg_notify('{channel}', queue) FROM released;
+-- (a job whose cancellation was asked for but not yet heard ends cancelled)
+SELECT id, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
+FROM released;
 
 -- name: job_reap_expired
 -- Maintenance: jobs whose lease ran out belonged to a worker that died or froze.
@@ -239,9 +248,12 @@ WITH lock AS MATERIALIZED (
 ), reaped AS (
     UPDATE {schema}.jobs AS j
     SET lost_count = j.lost_count + 1,
-        state = CASE WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
+        -- a job whose cancellation was asked for ends cancelled, not run again
+        state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
                      THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN j.error_count + j.lost_count + 1 >= j.max_attempts
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                             OR j.error_count + j.lost_count + 1 >= j.max_attempts
                            THEN now() END,
         -- 0 s after the first loss, then 1, 3, 7 ... s (capped at 5 min): a job that
         -- kills its worker (out of memory, a segfault) does not take down one worker

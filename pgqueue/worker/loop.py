@@ -339,7 +339,8 @@ class Worker:
 
     def _lost_from_thread(self, jobs: list[tuple[int, int]]) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._lost, jobs)
+            with contextlib.suppress(RuntimeError):  # the loop closed: the worker is gone
+                self._loop.call_soon_threadsafe(self._lost, jobs)
 
     def _cancel(self, job_id: int) -> None:
         if self.dispatcher is not None:
@@ -347,7 +348,8 @@ class Worker:
 
     def _cancel_from_thread(self, job_ids: list[int]) -> None:
         if self._loop is not None and self.dispatcher is not None:
-            self._loop.call_soon_threadsafe(self.dispatcher.cancel, job_ids)
+            with contextlib.suppress(RuntimeError):  # the loop closed: the worker is gone
+                self._loop.call_soon_threadsafe(self.dispatcher.cancel, job_ids)
 
     def _lost(self, jobs: list[tuple[int, int]]) -> None:
         if self.dispatcher is not None:

@@ -18,7 +18,9 @@ DDL = """
 -- A queue is paused while it has a row here with paused_at set. Jobs still go in;
 -- the claim skips the queue until it is resumed.
 CREATE TABLE {s}.queues (
-    name       text PRIMARY KEY,
+    name       text PRIMARY KEY
+        CONSTRAINT queues_name_check
+        CHECK (length(name) <= 63 AND name ~ '^[A-Za-z_][A-Za-z0-9_.-]*$'),
     paused_at  timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
