@@ -10,15 +10,13 @@ tried next time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ..db import first_line
 from ..sql import query
+from .service import Service
 
 log = logging.getLogger("pgqueue.maintenance")
 
@@ -34,7 +32,9 @@ class Retention:
     cancelled: float = 7 * DAY
 
 
-class Pruner:
+class Pruner(Service):
+    name = "prune"
+
     def __init__(
         self,
         pool: AsyncConnectionPool,
@@ -51,15 +51,6 @@ class Pruner:
         self.limit = limit
         self.max_batches = max_batches
         self.deleted = 0
-
-    async def run(self) -> None:
-        """Pass after pass until cancelled."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except psycopg.Error as exc:
-                log.warning("prune pass failed: %s", first_line(exc))
 
     async def run_once(self) -> int:
         """One pass: up to ``max_batches`` batches; returns how many jobs it deleted."""

@@ -9,19 +9,19 @@ and tried next time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ..db import first_line
 from ..sql import query
+from .service import Service
 
 log = logging.getLogger("pgqueue.maintenance")
 
 
-class Reaper:
+class Reaper(Service):
+    name = "reaper"
+
     def __init__(
         self,
         pool: AsyncConnectionPool,
@@ -37,15 +37,6 @@ class Reaper:
         self.limit = limit
         self.requeued = 0
         self.failed = 0
-
-    async def run(self) -> None:
-        """Pass after pass until cancelled."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except psycopg.Error as exc:
-                log.warning("maintenance pass failed: %s", first_line(exc))
 
     async def run_once(self) -> int:
         """One pass; how many expired jobs it handled (0 if another worker has the lock).

@@ -10,7 +10,6 @@ the MAINTAIN privilege; without it the pass logs a warning once and stops trying
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import psycopg
@@ -18,11 +17,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..db import first_line
 from ..sql import query
+from .service import Service
 
 log = logging.getLogger("pgqueue.maintenance")
 
 
-class Vacuumer:
+class Vacuumer(Service):
+    name = "vacuum"
+
     def __init__(
         self,
         pool: AsyncConnectionPool,
@@ -42,23 +44,17 @@ class Vacuumer:
             "key": f"{schema}.vacuum",
         }
         self.vacuums = 0
-        self.disabled = False
 
-    async def run(self) -> None:
-        """Pass after pass until cancelled (or until it finds it may not vacuum)."""
-        while not self.disabled:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except psycopg.errors.InsufficientPrivilege as exc:
-                self.disabled = True
-                log.warning(
-                    "cannot vacuum %s.jobs (%s); leaving it to autovacuum",
-                    self.schema,
-                    first_line(exc),
-                )
-            except psycopg.Error as exc:
-                log.warning("vacuum pass failed: %s", first_line(exc))
+    def report_failure(self, exc: psycopg.Error) -> None:
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            self.stopped = True
+            log.warning(
+                "cannot vacuum %s.jobs (%s); leaving it to autovacuum",
+                self.schema,
+                first_line(exc),
+            )
+        else:
+            super().report_failure(exc)
 
     async def run_once(self) -> bool:
         """One pass; True if it vacuumed."""

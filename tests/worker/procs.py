@@ -192,3 +192,19 @@ class Workers:
 
 def json_result(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def state_of(conn: psycopg.Connection[Any], schema: str, job_id: int) -> str:
+    return str(job(conn, schema, job_id)["state"])
+
+
+def wait_state(
+    conn: psycopg.Connection[Any], schema: str, job_id: int, state: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Wait until the job is in ``state``; return its row."""
+    wait_until(
+        lambda: state_of(conn, schema, job_id) == state,
+        timeout=timeout,
+        what=f"job {job_id} {state}",
+    )
+    return job(conn, schema, job_id)

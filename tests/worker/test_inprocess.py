@@ -20,24 +20,9 @@ from pgqueue import App, LeaseLost, RetryPolicy
 from pgqueue.worker import JobContext
 from tests.helpers import wait_until
 from tests.worker.inproc import running
-from tests.worker.procs import job
+from tests.worker.procs import job, wait_state
 
 Conn = psycopg.Connection[Any]
-
-
-def state_of(conn: Conn, schema: str, job_id: int) -> str:
-    return str(job(conn, schema, job_id)["state"])
-
-
-def wait_state(
-    conn: Conn, schema: str, job_id: int, state: str, timeout: float = 10.0
-) -> dict[str, Any]:
-    wait_until(
-        lambda: state_of(conn, schema, job_id) == state,
-        timeout=timeout,
-        what=f"job {job_id} {state}",
-    )
-    return job(conn, schema, job_id)
 
 
 def listen_backends(conn: Conn, schema: str) -> list[int]:

@@ -25,7 +25,7 @@ from pgqueue.errors import InvalidJobError, JobNotFound, UnknownQueueError
 from pgqueue.worker import JobContext
 from tests.helpers import wait_until
 from tests.worker.inproc import running
-from tests.worker.procs import job
+from tests.worker.procs import job, state_of, wait_state
 
 Conn = psycopg.Connection[Any]
 FAST = RetryPolicy(base=0.05, factor=1.0, jitter=0.0)
@@ -50,21 +50,6 @@ def view(conn: Conn, schema: str, name: str, where: str = "", *params: Any) -> l
 def stats(conn: Conn, schema: str) -> dict[str, dict[str, Any]]:
     """queue_stats by queue name, without the queue column."""
     return {r.pop("queue"): r for r in view(conn, schema, "queue_stats", "ORDER BY queue")}
-
-
-def state_of(conn: Conn, schema: str, job_id: int) -> str:
-    return str(job(conn, schema, job_id)["state"])
-
-
-def wait_state(
-    conn: Conn, schema: str, job_id: int, state: str, timeout: float = 10.0
-) -> dict[str, Any]:
-    wait_until(
-        lambda: state_of(conn, schema, job_id) == state,
-        timeout=timeout,
-        what=f"job {job_id} {state}",
-    )
-    return job(conn, schema, job_id)
 
 
 def snapshot(conn: Conn, schema: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
