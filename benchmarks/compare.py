@@ -21,6 +21,7 @@ Python 3.11 stdlib; psycopg if importable (else psql) for the databases.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ENVS = HERE / ".envs"
+ENVS = Path(os.environ.get("COMPARE_ENVS", HERE / ".envs"))  # --envs sets it too
 PEERS = HERE / "peers"
 ALL_SYSTEMS = ["pgqueue", "procrastinate", "pgqueuer", "celery", "graphile-worker"]
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4"]
@@ -44,14 +45,21 @@ ALL_WORKLOADS = ["W1", "W2", "W3", "W4"]
 # Settings per system: driver options, and the sentence the report prints about them.
 SETTINGS: dict[str, dict[str, Any]] = {
     "pgqueue": {
-        "args": ["--concurrency", "100"],
-        "text": "pgqueue bench's own workloads (W1 App.enqueue_many = COPY, W2 App.enqueue, "
-        "W4 worker -c 10); W3 one `pgqueue work -c 100` process on a prefilled queue",
+        "args": [],
+        # Filled in from what the driver reads off `pgqueue bench --help`.
+        "text": "`pgqueue bench --only Wn --runs 1` with its defaults for W1 (enqueue_many, "
+        "COPY), W2 (enqueue), W4, W4F and W3bench; W3 one `pgqueue work -c {concurrency} "
+        "--prefetch {prefetch}` process on a prefilled queue (pgqueue bench's W3 worker settings)",
     },
     "procrastinate": {
         "args": ["--concurrency", "50"],
+        # Procrastinate fetches one job per statement, one statement at a time: ~100-400
+        # jobs/s here, so 20,000 jobs would take minutes per run. Its rate does not depend
+        # on the queue's length, so W3 drains fewer jobs (said in the report).
+        "max_jobs": {"W3": 5_000},
         "text": "PsycopgConnector; W1 Task.batch_defer_async (one statement), W2 defer_async; "
-        "one worker process run_worker_async(concurrency=50, listen_notify=True)",
+        "one worker process run_worker_async(concurrency=50, listen_notify=True; "
+        "concurrency 10-200 made no difference); W3 drains at most 5,000 jobs",
     },
     "pgqueuer": {
         "args": ["--dequeuers", "2", "--batch", "100"],
@@ -66,8 +74,16 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "off, without gossip/mingle/heartbeat",
     },
     "graphile-worker": {
-        "args": ["--concurrency", "24", "--pool", "25", "--local-queue", "500",
-                 "--complete-batch-delay", "0"],
+        "args": [
+            "--concurrency",
+            "24",
+            "--pool",
+            "25",
+            "--local-queue",
+            "500",
+            "--complete-batch-delay",
+            "0",
+        ],
         "text": "W1 WorkerUtils.addJobs (add_jobs()), W2 WorkerUtils.addJob; one Node 22 "
         "process run() with concurrentJobs 24, maxPoolSize 25, localQueue.size 500, "
         "completeJobBatchDelay 0, failJobBatchDelay 0 (the docs' performance preset)",
@@ -88,7 +104,10 @@ METRICS = [  # (row key, workload key, metric, label, higher is better)
     ("W3bench", "W3bench", "jobs_per_s", "drain, pgqueue bench's clock", True),
     ("W4 p50", "W4", "p50_ms", "wake latency", False),
     ("W4 p99", "W4", "p99_ms", "wake latency", False),
+    ("W4F p50", "W4F", "p50_ms", "wake latency, opt-in --fast-claims", False),
+    ("W4F p99", "W4F", "p99_ms", "wake latency, opt-in --fast-claims", False),
 ]
+PGQUEUE_ONLY = {"W3bench", "W4F"}  # rows for pgqueue alone (its own variants)
 
 
 def say(msg: str) -> None:
@@ -101,6 +120,11 @@ def short(text: str, limit: int = 90) -> str:
 
 
 # ---------------------------------------------------------------- environments
+
+
+def set_envs(path: Path) -> None:
+    global ENVS
+    ENVS = path.resolve()
 
 
 def node_bin() -> Path:
@@ -133,8 +157,10 @@ def setup_env(name: str, force: bool) -> None:
             raise RuntimeError("npm not found")
         prefix.mkdir(parents=True, exist_ok=True)
         say(f"setup: npm install --prefix {prefix} {' '.join(NODE_PACKAGES)}")
-        run_quiet(["npm", "install", "--no-fund", "--no-audit", "--prefix", str(prefix),
-                   *NODE_PACKAGES], timeout=600)
+        run_quiet(
+            ["npm", "install", "--no-fund", "--no-audit", "--prefix", str(prefix), *NODE_PACKAGES],
+            timeout=600,
+        )
         run_quiet([str(node_bin()), "--version"], timeout=30)
         marker.write_text(dt.datetime.now().isoformat())
         return
@@ -146,8 +172,10 @@ def setup_env(name: str, force: bool) -> None:
     if force and venv.exists():
         shutil.rmtree(venv)
     run_quiet([sys.executable, "-m", "venv", str(venv)], timeout=300)
-    run_quiet([str(env_python(name)), "-m", "pip", "install", "--quiet", "--upgrade",
-               *PY_PACKAGES[name]], timeout=900)
+    run_quiet(
+        [str(env_python(name)), "-m", "pip", "install", "--quiet", "--upgrade", *PY_PACKAGES[name]],
+        timeout=900,
+    )
     marker.write_text(dt.datetime.now().isoformat())
 
 
@@ -179,7 +207,10 @@ class Admin:
                 return cur.fetchall() if cur.description else []
         out = subprocess.run(
             ["psql", self.url, "-XAtq", "-F", "\t", "-c", sql],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         return [tuple(line.split("\t")) for line in out.splitlines()]
 
@@ -207,18 +238,40 @@ class System:
         """A peer's venv must not see the caller's PYTHONPATH; pgqueue's may (to test a tree)."""
         if self.name == "pgqueue":
             return base
-        return {k: v for k, v in base.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NODE_PATH")}
+        return {
+            k: v for k, v in base.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "NODE_PATH")
+        }
 
     def command(self, workload: str, jobs: int, scale: float, pgqueue_python: str) -> list[str]:
         extra = SETTINGS[self.name]["args"]
         if self.name == "pgqueue":
-            return [pgqueue_python, str(PEERS / "pgqueue_bench.py"), workload, str(jobs),
-                    self.target, "--scale", repr(scale), *extra]
+            return [
+                pgqueue_python,
+                str(PEERS / "pgqueue_bench.py"),
+                workload,
+                str(jobs),
+                self.target,
+                "--scale",
+                repr(scale),
+                *extra,
+            ]
         if self.name == "graphile-worker":
-            return [str(node_bin()), str(PEERS / "graphile_bench.js"), workload, str(jobs),
-                    self.target, *extra]
-        return [str(env_python(self.name)), str(PEERS / f"{self.name}_bench.py"), workload,
-                str(jobs), self.target, *extra]
+            return [
+                str(node_bin()),
+                str(PEERS / "graphile_bench.js"),
+                workload,
+                str(jobs),
+                self.target,
+                *extra,
+            ]
+        return [
+            str(env_python(self.name)),
+            str(PEERS / f"{self.name}_bench.py"),
+            workload,
+            str(jobs),
+            self.target,
+            *extra,
+        ]
 
 
 class DriverFailed(Exception):
@@ -226,10 +279,18 @@ class DriverFailed(Exception):
 
 
 def run_driver(cmd: list[str], timeout: float, env: dict[str, str]) -> dict[str, Any]:
-    """Run one driver in its own process group; kill the whole group on timeout."""
+    """Run one driver in its own process group; kill the whole group on timeout.
+
+    It runs from the scratch directory: a ``python -m`` there imports nothing from the
+    caller's working directory."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env=env,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+        cwd=env.get("BENCH_TMP"),
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -243,8 +304,10 @@ def run_driver(cmd: list[str], timeout: float, env: dict[str, str]) -> dict[str,
     lines = [ln for ln in out.splitlines() if ln.strip().startswith("{")]
     if proc.returncode != 0 or not lines:
         errs = [ln for ln in err.splitlines() if ln.strip()]
-        reason = next((ln for ln in reversed(errs) if "BenchError" in ln or "Error" in ln),
-                      errs[-1] if errs else f"exit {proc.returncode}")
+        reason = next(
+            (ln for ln in reversed(errs) if "BenchError" in ln or "Error" in ln),
+            errs[-1] if errs else f"exit {proc.returncode}",
+        )
         reason = reason.replace("BenchError: ", "")
         raise DriverFailed(f"{reason} (exit {proc.returncode})")
     return json.loads(lines[-1])
@@ -259,6 +322,7 @@ def _kill_group(proc: subprocess.Popen, quiet: bool = False) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or the zombie keeps the group "alive"
             try:
                 os.killpg(proc.pid, 0)
             except ProcessLookupError:
@@ -266,10 +330,8 @@ def _kill_group(proc: subprocess.Popen, quiet: bool = False) -> None:
             time.sleep(0.05)
         if not quiet:
             say(f"  process group {proc.pid} survived {sig.name}")
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(1)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def job_counts(scale: float) -> dict[str, int]:
@@ -280,13 +342,16 @@ def job_counts(scale: float) -> dict[str, int]:
         "W3": max(1, int(20_000 * scale)),
         "W3bench": max(1, int(20_000 * scale)),
         "W4": max(2, int(200 * scale)),
+        "W4F": max(2, int(200 * scale)),
     }
 
 
 def timeout_for(workload: str, jobs: int, factor: float) -> float:
-    """Generous bounds: a peer far slower than any we saw still finishes; a hung one doesn't
-    hold the run for long."""
-    per_job = {"W1": 1 / 500, "W2": 1 / 25, "W3": 1 / 40, "W3bench": 1 / 40, "W4": 0.1}[workload]
+    """Generous bounds: a peer far slower than any we saw still finishes. (A drain that stops
+    moving fails sooner: the drivers give up after 90 s without progress.)"""
+    per_job = {"W1": 1 / 500, "W2": 1 / 25, "W3": 1 / 20, "W3bench": 1 / 20, "W4": 0.1, "W4F": 0.1}[
+        workload
+    ]
     return (90 + jobs * per_job) * factor
 
 
@@ -302,23 +367,46 @@ def fmt(value: float | None, metric: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--setup", action="store_true", help="(Re)create the peers' environments first.")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--setup", action="store_true", help="(Re)create the peers' environments first."
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default=",".join(ALL_WORKLOADS), help="e.g. W1,W3")
     ap.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="e.g. pgqueue,pgqueuer")
     ap.add_argument("--scale", type=float, default=1.0, help="Multiply every job count.")
     ap.add_argument("--json", action="store_true", help="Print JSON instead of the table.")
-    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
-                    help="PostgreSQL server URL without database (admin user).")
-    ap.add_argument("--admin-db", default="postgres", help="Database to connect to for CREATE DATABASE.")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="Celery's broker (flushed!).")
-    ap.add_argument("--pgqueue-python", default="/work/venv/bin/python"
-                    if Path("/work/venv/bin/python").exists() else sys.executable)
-    ap.add_argument("--no-bench-w3", action="store_true",
-                    help="Skip the extra W3 row measured with pgqueue bench's own clock.")
-    ap.add_argument("--timeout-factor", type=float, default=1.0)
+    ap.add_argument("--json-out", type=Path, help="Also write the JSON report to this file.")
+    ap.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL without database (admin user).",
+    )
+    ap.add_argument(
+        "--admin-db", default="postgres", help="Database to connect to for CREATE DATABASE."
+    )
+    ap.add_argument(
+        "--redis", default="redis://127.0.0.1:6379/13", help="Celery's broker (flushed!)."
+    )
+    ap.add_argument(
+        "--pgqueue-python",
+        default="/work/venv/bin/python"
+        if Path("/work/venv/bin/python").exists()
+        else sys.executable,
+    )
+    ap.add_argument(
+        "--no-bench-w3",
+        action="store_true",
+        help="Skip the extra W3 row measured with pgqueue bench's own clock.",
+    )
+    ap.add_argument(
+        "--timeout-factor", type=float, default=1.0, help="Multiply every per-workload time limit."
+    )
+    ap.add_argument("--envs", type=Path, default=ENVS, help="Where the peers' environments live.")
     args = ap.parse_args()
+    set_envs(args.envs)
 
     workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     systems_wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -331,7 +419,7 @@ def main() -> int:
     systems_wanted = [s for s in ALL_SYSTEMS if s in systems_wanted]  # fixed order
     counts = job_counts(args.scale)
     admin = Admin(args.pg, args.admin_db)
-    tmp = HERE / ".envs" / "tmp"
+    tmp = ENVS / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BENCH_TMP": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -341,7 +429,7 @@ def main() -> int:
         s = System(name)
         try:
             setup_env(name, args.setup)
-        except Exception as exc:  # noqa: BLE001 - reported in the table
+        except Exception as exc:
             s.error = f"setup failed: {short(str(exc), 120)}"
             say(f"{name}: {s.error}")
         if name == "celery":
@@ -360,9 +448,18 @@ def main() -> int:
         systems.append(s)
 
     meta = machine_facts(admin, args)
+    meta["runs_completed"] = 0
     plan = list(workloads)
-    if "W3" in workloads and not args.no_bench_w3:
+    pgq = next((s for s in systems if s.name == "pgqueue" and not s.error), None)
+    pgq_bench = pgq.versions.get("bench", {}) if pgq else {}
+    if pgq and "W3" in workloads and not args.no_bench_w3:
         plan.insert(plan.index("W3") + 1, "W3bench")
+    if pgq and "W4" in workloads and "W4F" in pgq_bench.get("workloads", []):
+        plan.insert(plan.index("W4") + 1, "W4F")
+    if pgq_bench:
+        SETTINGS["pgqueue"]["text"] = SETTINGS["pgqueue"]["text"].format(
+            concurrency=pgq_bench.get("concurrency", "?"), prefetch=pgq_bench.get("prefetch", 0)
+        )
 
     results: dict[str, dict[str, dict[str, Any]]] = {}  # system -> workload -> {runs, errors}
     started = time.monotonic()
@@ -371,12 +468,12 @@ def main() -> int:
             if s.db and not s.error:
                 try:
                     admin.recreate(s.db)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     s.error = f"failed: database {s.db}: {short(str(exc))}"
         for run_no in range(1, args.runs + 1):
             for s in systems:
                 for w in plan:
-                    if w == "W3bench" and s.name != "pgqueue":
+                    if w in PGQUEUE_ONLY and s.name != "pgqueue":
                         continue
                     cell = results.setdefault(s.name, {}).setdefault(w, {"runs": [], "errors": []})
                     if s.error:
@@ -384,37 +481,47 @@ def main() -> int:
                     if w in s.skip:
                         cell["errors"].append(s.skip[w])
                         continue
-                    cmd = s.command(w, counts[w], args.scale, args.pgqueue_python)
-                    say(f"run {run_no}/{args.runs} {s.name} {w} ({counts[w]:,} jobs) ...")
+                    jobs = min(counts[w], SETTINGS[s.name].get("max_jobs", {}).get(w, counts[w]))
+                    cell["jobs"] = jobs
+                    cmd = s.command(w, jobs, args.scale, args.pgqueue_python)
+                    say(f"run {run_no}/{args.runs} {s.name} {w} ({jobs:,} jobs) ...")
                     t0 = time.monotonic()
+                    limit = timeout_for(w, jobs, args.timeout_factor)
+                    # The driver's own drain limit leaves time for its enqueue and clean-up,
+                    # so a slow drain is reported as such rather than killed.
+                    denv = {**s.env(env), "BENCH_DRAIN_TIMEOUT": f"{limit * 0.75:.0f}"}
                     try:
-                        figures = run_driver(
-                            cmd, timeout_for(w, counts[w], args.timeout_factor), s.env(env)
-                        )
+                        figures = run_driver(cmd, limit, denv)
                     except DriverFailed as exc:
                         msg = short(str(exc), 100)
                         cell["errors"].append(msg)
                         say(f"run {run_no}/{args.runs} {s.name} {w} failed: {msg}")
-                        if "timeout" in msg:
+                        if "timeout" in msg or "no progress" in msg:  # likely to hang again
                             s.skip[w] = f"skipped after a timeout in run {run_no}"
                         continue
                     cell["runs"].append(figures)
-                    say(f"run {run_no}/{args.runs} {s.name} {w} "
+                    say(
+                        f"run {run_no}/{args.runs} {s.name} {w} "
                         + ", ".join(f"{k}={fmt(v, k)}" for k, v in figures.items())
-                        + f"  ({time.monotonic() - t0:.1f}s)")
+                        + f"  ({time.monotonic() - t0:.1f}s)"
+                    )
+            meta["runs_completed"] = run_no
     except KeyboardInterrupt:
+        meta["interrupted"] = True
         say("interrupted: reporting what was measured")
     finally:
         for s in systems:
             if s.db:
                 try:
                     admin.drop(s.db)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     say(f"could not drop {s.db}: {short(str(exc))}")
         shutil.rmtree(tmp, ignore_errors=True)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
 
     report = build_report(systems, results, meta, plan, counts, args)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -431,47 +538,66 @@ def machine_facts(admin: Admin, args: argparse.Namespace) -> dict[str, Any]:
         "runs": args.runs,
         "scale": args.scale,
     }
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         facts["cpu"] = next(
             ln.split(":", 1)[1].strip()
             for ln in Path("/proc/cpuinfo").read_text().splitlines()
             if ln.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
     try:
         facts["postgresql"] = admin.query("SHOW server_version")[0][0]
         facts["synchronous_commit"] = admin.query("SHOW synchronous_commit")[0][0]
         facts["fsync"] = admin.query("SHOW fsync")[0][0]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         facts["postgresql"] = f"? ({short(str(exc), 60)})"
     if shutil.which("redis-cli"):
         try:
-            info = subprocess.run(["redis-cli", "-u", args.redis, "INFO", "server"],
-                                  capture_output=True, text=True, timeout=10).stdout
-            facts["redis"] = next(ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                                  if ln.startswith("redis_version"))
+            info = subprocess.run(
+                ["redis-cli", "-u", args.redis, "INFO", "server"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            facts["redis"] = next(
+                ln.split(":", 1)[1].strip()
+                for ln in info.splitlines()
+                if ln.startswith("redis_version")
+            )
         except (subprocess.SubprocessError, StopIteration, OSError):
             pass
     return facts
 
 
-def build_report(systems: list[System], results: dict, meta: dict, plan: list[str],
-                 counts: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
+def build_report(
+    systems: list[System],
+    results: dict,
+    meta: dict,
+    plan: list[str],
+    counts: dict[str, int],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     rows = []
     base = results.get("pgqueue", {})
     for key, wkey, metric, label, higher in METRICS:
         if wkey not in plan:
             continue
-        row: dict[str, Any] = {"row": key, "workload": wkey, "metric": metric, "title": label,
-                               "jobs": counts[wkey], "higher_is_better": higher, "systems": {}}
+        row: dict[str, Any] = {
+            "row": key,
+            "workload": wkey,
+            "metric": metric,
+            "title": label,
+            "jobs": counts[wkey],
+            "higher_is_better": higher,
+            "systems": {},
+        }
         ref = _median(base.get(wkey), metric)
         for s in systems:
-            if wkey == "W3bench" and s.name != "pgqueue":
+            if wkey in PGQUEUE_ONLY and s.name != "pgqueue":
                 continue
             cell = results.get(s.name, {}).get(wkey, {"runs": [], "errors": []})
             med = _median(cell, metric)
             entry: dict[str, Any] = {
+                "jobs": cell.get("jobs", counts[wkey]),
                 "runs": [r.get(metric) for r in cell["runs"]],
                 "median": med,
                 "errors": cell["errors"],
@@ -479,7 +605,12 @@ def build_report(systems: list[System], results: dict, meta: dict, plan: list[st
             if s.error:
                 entry["failed"] = s.error
             elif med is None:
-                entry["failed"] = "failed: " + (cell["errors"][-1] if cell["errors"] else "not run")
+                errs = [e for e in cell["errors"] if not e.startswith("skipped")]
+                entry["failed"] = (
+                    "failed: "
+                    + (errs[0] if errs else "not run")
+                    + ("; later runs skipped" if len(errs) < len(cell["errors"]) else "")
+                )
             if s.name != "pgqueue" and med is not None and ref is not None and med > 0 and ref > 0:
                 entry["ratio"] = ref / med if higher else med / ref
             row["systems"][s.name] = entry
@@ -490,7 +621,9 @@ def build_report(systems: list[System], results: dict, meta: dict, plan: list[st
         "systems": {
             s.name: {
                 "settings": SETTINGS[s.name]["text"],
-                "store": "Redis " + s.target if s.name == "celery" else f"PostgreSQL database {s.db}",
+                "store": "Redis " + s.target
+                if s.name == "celery"
+                else f"PostgreSQL database {s.db}",
                 "versions": s.versions,
                 **({"failed": s.error} if s.error else {}),
             }
@@ -510,12 +643,19 @@ def _median(cell: dict | None, metric: str) -> float | None:
 def render(report: dict[str, Any]) -> str:
     m = report["meta"]
     names = list(report["systems"])
+    pg = (
+        f"PostgreSQL {m.get('postgresql', '?')} (synchronous_commit="
+        f"{m.get('synchronous_commit', '?')}, fsync={m.get('fsync', '?')})"
+    )
     head = [
         f"pgqueue vs peers: {m['date']}, {m['host']}, {m['cpus']} CPUs"
         + (f" ({m['cpu']})" if m.get("cpu") else "")
-        + f", PostgreSQL {m.get('postgresql', '?')} (synchronous_commit={m.get('synchronous_commit', '?')},"
-        f" fsync={m.get('fsync', '?')})" + (f", Redis {m['redis']}" if m.get("redis") else ""),
-        f"medians of {m['runs']} interleaved run(s), scale {m['scale']}, {m.get('elapsed_s', '?')} s in all",
+        + f", {pg}"
+        + (f", Redis {m['redis']}" if m.get("redis") else ""),
+        f"medians of {m.get('runs_completed', 0)} interleaved run(s)"
+        + (f" (interrupted; {m['runs']} asked)" if m.get("interrupted") else "")
+        + f", scale {m['scale']}, "
+        f"{m.get('elapsed_s', '?')} s in all",
         "ratio (x): throughput pgqueue/peer, latency peer/pgqueue; > 1 means pgqueue is better",
         "",
     ]
@@ -532,13 +672,15 @@ def render(report: dict[str, Any]) -> str:
         for n in names:
             e = row["systems"].get(n)
             if e is None:
-                line += ["" ] if n == "pgqueue" else ["", ""]
+                line += [""] if n == "pgqueue" else ["", ""]
                 continue
             if "failed" in e:
                 cell = "failed"
                 failures.append(f"{n} {row['row']}: {e['failed']}")
             else:
                 cell = fmt(e["median"], row["metric"])
+                if e["jobs"] != row["jobs"]:
+                    cell += f" [{e['jobs']:,} jobs]"
                 if e["errors"]:
                     cell += f" ({len(e['runs'])}/{len(e['runs']) + len(e['errors'])} ok)"
             line.append(cell)
@@ -555,18 +697,22 @@ def render(report: dict[str, Any]) -> str:
             out.append("  ".join("-" * w for w in widths))
     out.append("")
     for n, info in report["systems"].items():
-        vers = ", ".join(f"{k} {v}" for k, v in info["versions"].items()) or "?"
-        out.append(f"{n} [{vers}; {info['store']}]: {info['settings']}"
-                   + (f"  ** {info['failed']}" if info.get("failed") else ""))
+        vers = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if k != "bench") or "?"
+        out.append(
+            f"{n} [{vers}; {info['store']}]: {info['settings']}"
+            + (f"  ** {info['failed']}" if info.get("failed") else "")
+        )
     if failures:
         out.append("")
         out += sorted(set(failures))
     out.append("")
-    out.append("W3 is timed from the first job's start to the last job's finish on a prefilled queue, "
-               "from each system's own timestamps where it keeps them (pgqueue started_at/finished_at, "
-               "procrastinate_events, pgqueuer_log) and from the worker's clock otherwise (Celery, "
-               "graphile-worker, which deletes finished jobs). W3bench is `pgqueue bench`'s W3: worker "
-               "first, clock from the enqueue transaction, so it includes the COPY.")
+    out.append(
+        "W3 is timed from the first job's start to the last job's finish on a prefilled queue, "
+        "from each system's own timestamps where it keeps them (pgqueue started_at/finished_at, "
+        "procrastinate_events, pgqueuer_log) and from the worker's clock otherwise (Celery, "
+        "graphile-worker, which deletes finished jobs). W3bench is `pgqueue bench`'s W3: worker "
+        "first, clock from the enqueue transaction, so it includes the COPY."
+    )
     return "\n".join(out)
 
 

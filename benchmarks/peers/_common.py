@@ -38,12 +38,35 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.02) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    every: float = 0.02,
+    progress: Callable[[], object] | None = None,
+    stall: float = 90.0,
+) -> None:
+    """Poll ``check`` until true; fail after ``timeout``, or after ``stall`` seconds in
+    which ``progress()`` (say, jobs finished so far) did not change."""
     deadline = time.monotonic() + timeout
+    last, moved = None, time.monotonic()
     while not check():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise BenchError(f"{what} not reached within {timeout:.0f}s")
+        if progress is not None:
+            seen = progress()
+            if seen != last:
+                last, moved = seen, now
+            elif now - moved > stall:
+                raise BenchError(f"{what}: no progress for {stall:.0f}s (at {seen})")
         time.sleep(every)
+
+
+def drain_timeout(jobs: int) -> float:
+    """A drain's limit: what compare.py gives the driver (less a margin), else generous."""
+    given = os.environ.get("BENCH_DRAIN_TIMEOUT")
+    return float(given) if given else max(120.0, jobs / 25)
 
 
 class Worker:
@@ -52,7 +75,9 @@ class Worker:
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None):
         # The worker's stdout goes to our stderr: our stdout carries the one JSON line.
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=sys.stderr
+            cmd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=sys.stderr,
         )
 
     def alive(self) -> bool:
@@ -62,7 +87,7 @@ class Worker:
         if self.proc.poll() is not None and self.proc.returncode != 0:
             raise BenchError(f"the worker process exited with {self.proc.returncode}")
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc: object) -> None:

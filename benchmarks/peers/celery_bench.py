@@ -23,12 +23,25 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import BenchError, Stamps, Worker, emit, latency_figures, log, stamps_path, wait_until  # noqa: E402
+from _common import (
+    BenchError,
+    Stamps,
+    Worker,
+    drain_timeout,
+    emit,
+    latency_figures,
+    log,
+    stamps_path,
+    wait_until,
+)
+from celery import Celery, group
+from celery.signals import task_postrun
 
-from celery import Celery, group  # noqa: E402
-from celery.signals import task_postrun  # noqa: E402
-
-BROKER = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/13")
+BROKER = (
+    sys.argv[3]
+    if len(sys.argv) > 3
+    else os.environ.get("BENCH_BROKER", "redis://127.0.0.1:6379/13")
+)
 STAMPS = os.environ.get("BENCH_STAMPS", "")
 EXPECT = int(os.environ.get("BENCH_EXPECT", "0"))
 QUEUE = "bench"
@@ -85,18 +98,40 @@ def prepare() -> None:
 
 def worker_cmd(a: argparse.Namespace) -> list[str]:
     return [
-        sys.executable, os.path.abspath(__file__), "worker", "0", BROKER,
-        "--pool", a.pool, "--concurrency", str(a.concurrency), "--prefetch", str(a.prefetch),
+        sys.executable,
+        os.path.abspath(__file__),
+        "worker",
+        "0",
+        BROKER,
+        "--pool",
+        a.pool,
+        "--concurrency",
+        str(a.concurrency),
+        "--prefetch",
+        str(a.prefetch),
     ]
 
 
 def run_worker(a: argparse.Namespace) -> None:
     app.conf.worker_prefetch_multiplier = a.prefetch
-    app.worker_main([
-        "worker", "-Q", QUEUE, "--pool", a.pool, "--concurrency", str(a.concurrency),
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--loglevel", "WARNING", "-n", f"bench{os.getpid()}@%h",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            QUEUE,
+            "--pool",
+            a.pool,
+            "--concurrency",
+            str(a.concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+            "-n",
+            f"bench{os.getpid()}@%h",
+        ]
+    )
 
 
 def publish(jobs: int, bulk: str) -> None:
@@ -128,12 +163,21 @@ def w3(jobs: int, a: argparse.Namespace) -> dict:
     path = stamps_path("celery")
     stamps = Stamps(path)
     with Worker(worker_cmd(a), env={"BENCH_STAMPS": path, "BENCH_EXPECT": str(jobs)}) as w:
+
         def done() -> bool:
             w.check()
             if not w.alive():
                 raise BenchError("the worker process exited")
             return -2 in stamps.read()
-        wait_until(done, max(120.0, jobs / 50), "drain", every=0.05)
+
+        broker = redis_client()
+        wait_until(
+            done,
+            drain_timeout(jobs),
+            "drain",
+            every=0.05,
+            progress=lambda: broker.llen(QUEUE),  # the worker prefetches as it goes
+        )
     st = stamps.read()
     os.unlink(path)
     return {"jobs_per_s": jobs / (st[-2] - st[-3])}
@@ -145,7 +189,7 @@ def w4(jobs: int, a: argparse.Namespace, gap: float = 0.02) -> dict:
     sent: dict[int, float] = {}
     with Worker(worker_cmd(a), env={"BENCH_STAMPS": path}) as w:
         stamp.apply_async(kwargs={"i": -1})
-        wait_until(lambda: (w.check() or -1 in stamps.read()), 60, "worker start")
+        wait_until(lambda: w.check() or -1 in stamps.read(), 60, "worker start")
         time.sleep(0.2)
         for n in range(jobs):
             stamp.apply_async(kwargs={"i": n})
@@ -170,7 +214,13 @@ def main() -> None:
     if a.workload == "version":
         from importlib.metadata import version
 
-        emit({"version": version("celery"), "kombu": version("kombu"), "redis-py": version("redis")})
+        emit(
+            {
+                "version": version("celery"),
+                "kombu": version("kombu"),
+                "redis-py": version("redis"),
+            }
+        )
         return
     if a.workload == "worker":
         run_worker(a)

@@ -176,6 +176,10 @@ async function w3(dsn, jobs, opt) {
   const pool = new Pool({ connectionString: dsn, max: 1 });
   const child = startWorker(dsn, opt, stamps);
   let end = 0;
+  // A drain that stops moving fails after 90 s: the jobs left are counted once a second.
+  let left = -1;
+  let moved = Date.now();
+  let counted = 0;
   try {
     await waitUntil(
       async () => {
@@ -185,9 +189,21 @@ async function w3(dsn, jobs, opt) {
           end = now();
           return true;
         }
+        if (Date.now() - counted > 1000) {
+          counted = Date.now();
+          const c = await pool.query("SELECT count(*)::int AS n FROM graphile_worker._private_jobs");
+          if (c.rows[0].n !== left) {
+            left = c.rows[0].n;
+            moved = Date.now();
+          } else if (Date.now() - moved > 90000) {
+            throw new BenchError(`drain: no progress for 90s (at ${left} jobs left)`);
+          }
+        }
         return false;
       },
-      Math.max(120000, jobs * 20),
+      process.env.BENCH_DRAIN_TIMEOUT
+        ? Number(process.env.BENCH_DRAIN_TIMEOUT) * 1000
+        : Math.max(120000, jobs * 40),
       "drain",
       5
     );

@@ -22,14 +22,22 @@ import time
 from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import BenchError, Stamps, Worker, emit, latency_figures, log, stamps_path, wait_until  # noqa: E402
-
-import asyncpg  # noqa: E402
-
-from pgqueuer import PgQueuer  # noqa: E402
-from pgqueuer.db import AsyncpgDriver  # noqa: E402
-from pgqueuer.models import Job  # noqa: E402
-from pgqueuer.queries import Queries  # noqa: E402
+import asyncpg
+from _common import (
+    BenchError,
+    Stamps,
+    Worker,
+    drain_timeout,
+    emit,
+    latency_figures,
+    log,
+    stamps_path,
+    wait_until,
+)
+from pgqueuer import PgQueuer
+from pgqueuer.db import AsyncpgDriver
+from pgqueuer.models import Job
+from pgqueuer.queries import Queries
 
 try:
     import uvloop
@@ -85,8 +93,15 @@ async def w2(dsn: str, jobs: int) -> dict:
 
 def worker_cmd(dsn: str, args: argparse.Namespace, drain: bool) -> list[str]:
     return [
-        sys.executable, os.path.abspath(__file__), "worker", "0", dsn,
-        "--dequeuers", str(args.dequeuers), "--batch", str(args.batch),
+        sys.executable,
+        os.path.abspath(__file__),
+        "worker",
+        "0",
+        dsn,
+        "--dequeuers",
+        str(args.dequeuers),
+        "--batch",
+        str(args.batch),
     ] + (["--drain"] if drain else [])
 
 
@@ -107,12 +122,17 @@ def w3(dsn: str, jobs: int, args: argparse.Namespace) -> dict:
     async def fill() -> None:
         q = await queries(dsn)
         await q.enqueue(["noop"] * jobs, [payload(n) for n in range(jobs)], [0] * jobs)
+
     run(fill())
     with Worker(worker_cmd(dsn, args, drain=True)) as w:
+        seen = {"n": 0}
+
         def done() -> bool:
             w.check()
-            return not w.alive() or run(count_log(dsn))[1] >= jobs
-        wait_until(done, max(120.0, jobs / 50), "drain", every=0.1)
+            seen["n"] = run(count_log(dsn))[1]
+            return not w.alive() or seen["n"] >= jobs
+
+        wait_until(done, drain_timeout(jobs), "drain", every=0.1, progress=lambda: seen["n"])
         w.stop()
     secs, ok = run(count_log(dsn))
     if ok != jobs or not secs:
@@ -125,11 +145,12 @@ def w4(dsn: str, jobs: int, args: argparse.Namespace, gap: float = 0.02) -> dict
     stamps = Stamps(path)
     sent: dict[int, float] = {}
     with Worker(worker_cmd(dsn, args, drain=False), env={"BENCH_STAMPS": path}) as w:
+
         async def produce() -> None:
             q = await queries(dsn)
             await q.enqueue("stamp", payload(-1))
             await asyncio.to_thread(
-                wait_until, lambda: (w.check() or -1 in stamps.read()), 60, "worker start"
+                wait_until, lambda: w.check() or -1 in stamps.read(), 60, "worker start"
             )
             await asyncio.sleep(0.2)
             for n in range(jobs):
@@ -137,8 +158,12 @@ def w4(dsn: str, jobs: int, args: argparse.Namespace, gap: float = 0.02) -> dict
                 sent[n] = time.time()
                 await asyncio.sleep(gap)
             await asyncio.to_thread(
-                wait_until, lambda: len(stamps.read()) >= jobs + 1, 60, "all latency jobs run"
+                wait_until,
+                lambda: len(stamps.read()) >= jobs + 1,
+                60,
+                "all latency jobs run",
             )
+
         run(produce())
     figures = latency_figures(sent, stamps.read(), jobs)
     os.unlink(path)
@@ -166,7 +191,10 @@ def run_worker(dsn: str, dequeuers: int, batch: int, drain: bool) -> None:
 
             pgqs.append(pgq)
         await asyncio.gather(
-            *(p.run(batch_size=batch, mode=mode, dequeue_timeout=timedelta(seconds=30)) for p in pgqs)
+            *(
+                p.run(batch_size=batch, mode=mode, dequeue_timeout=timedelta(seconds=30))
+                for p in pgqs
+            )
         )
 
     run(main())

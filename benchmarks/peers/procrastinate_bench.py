@@ -19,10 +19,19 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import BenchError, Stamps, Worker, emit, latency_figures, log, stamps_path, wait_until  # noqa: E402
-
-import procrastinate  # noqa: E402
-import psycopg  # noqa: E402
+import procrastinate
+import psycopg
+from _common import (
+    BenchError,
+    Stamps,
+    Worker,
+    drain_timeout,
+    emit,
+    latency_figures,
+    log,
+    stamps_path,
+    wait_until,
+)
 
 DSN = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("BENCH_DSN", "")
 STAMPS = os.environ.get("BENCH_STAMPS", "")
@@ -44,11 +53,15 @@ async def stamp(i: int = 0) -> None:
 def prepare(dsn: str) -> None:
     """Install the schema once per database, then empty it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        installed = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()[0]
+        installed = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()[
+            0
+        ]
     if not installed:
+
         async def install() -> None:
             async with app.open_async():
                 await app.schema_manager.apply_schema_async()
+
         asyncio.run(install())
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -59,8 +72,15 @@ def prepare(dsn: str) -> None:
 
 
 def worker_cmd(concurrency: int, wait: bool) -> list[str]:
-    return [sys.executable, os.path.abspath(__file__), "worker", "0", DSN,
-            "--concurrency", str(concurrency)] + ([] if wait else ["--no-wait"])
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        "worker",
+        "0",
+        DSN,
+        "--concurrency",
+        str(concurrency),
+    ] + ([] if wait else ["--no-wait"])
 
 
 def unfinished(dsn: str) -> int:
@@ -89,11 +109,15 @@ async def w2(jobs: int) -> dict:
 
 def w3(jobs: int, dsn: str, concurrency: int) -> dict:
     asyncio.run(noop_enqueue(jobs))
+    left = {"n": jobs}
     with Worker(worker_cmd(concurrency, wait=False)) as w:
+
         def done() -> bool:
             w.check()
-            return not w.alive() or unfinished(dsn) == 0
-        wait_until(done, max(120.0, jobs / 50), "drain", every=0.1)
+            left["n"] = unfinished(dsn)
+            return not w.alive() or left["n"] == 0
+
+        wait_until(done, drain_timeout(jobs), "drain", every=0.1, progress=lambda: left["n"])
     with psycopg.connect(dsn, autocommit=True) as conn:
         secs, ok = conn.execute(
             "SELECT EXTRACT(EPOCH FROM max(at) FILTER (WHERE type = 'succeeded')"
@@ -116,11 +140,15 @@ def w4(jobs: int, concurrency: int, gap: float = 0.02) -> dict:
     stamps = Stamps(STAMPS)
     sent: dict[int, float] = {}
     with Worker(worker_cmd(concurrency, wait=True), env={"BENCH_STAMPS": STAMPS}) as w:
+
         async def produce() -> None:
             async with app.open_async():
                 await stamp.defer_async(i=-1)  # warm-up: proves the worker listens
                 await asyncio.to_thread(
-                    wait_until, lambda: (w.check() or -1 in stamps.read()), 60, "worker start"
+                    wait_until,
+                    lambda: w.check() or -1 in stamps.read(),
+                    60,
+                    "worker start",
                 )
                 await asyncio.sleep(0.2)
                 for n in range(jobs):
@@ -128,8 +156,12 @@ def w4(jobs: int, concurrency: int, gap: float = 0.02) -> dict:
                     sent[n] = time.time()
                     await asyncio.sleep(gap)
                 await asyncio.to_thread(
-                    wait_until, lambda: len(stamps.read()) >= jobs + 1, 60, "all latency jobs run"
+                    wait_until,
+                    lambda: len(stamps.read()) >= jobs + 1,
+                    60,
+                    "all latency jobs run",
                 )
+
         asyncio.run(produce())
     figures = latency_figures(sent, stamps.read(), jobs)
     os.unlink(STAMPS)
@@ -142,6 +174,7 @@ def run_worker(concurrency: int, wait: bool) -> None:
             await app.run_worker_async(
                 queues=[QUEUE], concurrency=concurrency, wait=wait, listen_notify=True
             )
+
     asyncio.run(main())
 
 
@@ -155,6 +188,7 @@ def main() -> None:
     a = p.parse_args()
     if a.workload == "version":
         from importlib.metadata import version
+
         emit({"version": version("procrastinate"), "psycopg": version("psycopg")})
         return
     if a.workload == "worker":
