@@ -47,7 +47,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "pgqueue": {
         "args": [],
         # Filled in from what the driver reads off `pgqueue bench --help`.
-        "text": "`pgqueue bench --only Wn --runs 1` with its defaults for W1 (enqueue_many, "
+        "text": "`pgqueue bench --only Wn --runs 1` with its defaults for W1 (enqueue_batch, one "
         "COPY), W2 (enqueue), W4, W4F and W3bench; W3 one `pgqueue work -c {concurrency} "
         "--prefetch {prefetch}` process on a prefilled queue (pgqueue bench's W3 worker settings)",
     },

@@ -7,6 +7,7 @@ one JSON line on stdout: ``{"jobs_per_s": ...}`` for W1-W3, ``{"p50_ms": ..., "p
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -144,3 +145,28 @@ def stamps_path(tag: str) -> str:
     d = Path(os.environ.get("BENCH_TMP", "/tmp"))
     d.mkdir(parents=True, exist_ok=True)
     return str(d / f"{tag}-{os.getpid()}.stamps")
+
+
+def driver_parser(target: str = "dsn") -> argparse.ArgumentParser:
+    """The arguments every driver takes: WORKLOAD JOBS and where the jobs live."""
+    p = argparse.ArgumentParser()
+    p.add_argument("workload")
+    p.add_argument("jobs", type=int)
+    p.add_argument(target)
+    return p
+
+
+def emit_versions(**names: str) -> None:
+    """Print the installed versions: ``emit_versions(version="celery", kombu="kombu")``."""
+    from importlib.metadata import version
+
+    emit({key: version(package) for key, package in names.items()})
+
+
+def run_driver(main: Callable[[], None]) -> None:
+    """Run a driver's main; a BenchError becomes one stderr line and exit code 2."""
+    try:
+        main()
+    except BenchError as e:
+        print(f"BenchError: {e}", file=sys.stderr)
+        sys.exit(2)

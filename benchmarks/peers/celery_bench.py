@@ -28,9 +28,12 @@ from _common import (
     Stamps,
     Worker,
     drain_timeout,
+    driver_parser,
     emit,
+    emit_versions,
     latency_figures,
     log,
+    run_driver,
     stamps_path,
     wait_until,
 )
@@ -202,25 +205,14 @@ def w4(jobs: int, a: argparse.Namespace, gap: float = 0.02) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("workload")
-    p.add_argument("jobs", type=int)
-    p.add_argument("broker")
+    p = driver_parser("broker")
     p.add_argument("--pool", default="prefork")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--prefetch", type=int, default=128)
     p.add_argument("--bulk", choices=["loop", "group"], default="loop")
     a = p.parse_args()
     if a.workload == "version":
-        from importlib.metadata import version
-
-        emit(
-            {
-                "version": version("celery"),
-                "kombu": version("kombu"),
-                "redis-py": version("redis"),
-            }
-        )
+        emit_versions(version="celery", kombu="kombu", **{"redis-py": "redis"})
         return
     if a.workload == "worker":
         run_worker(a)
@@ -243,8 +235,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:
-        print(f"BenchError: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_driver(main)

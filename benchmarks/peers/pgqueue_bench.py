@@ -22,7 +22,6 @@ this interpreter imports (PYTHONPATH or the installed one), not one in the calle
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -32,7 +31,16 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import psycopg
-from _common import BenchError, Worker, drain_timeout, emit, log, wait_until
+from _common import (
+    BenchError,
+    Worker,
+    drain_timeout,
+    driver_parser,
+    emit,
+    log,
+    run_driver,
+    wait_until,
+)
 
 CLI = [sys.executable, "-m", "pgqueue.cli"]
 
@@ -167,10 +175,7 @@ def drain_prefilled(dsn: str, jobs: int, concurrency: int | None) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("workload")
-    p.add_argument("jobs", type=int)
-    p.add_argument("dsn")
+    p = driver_parser()
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument(
         "--concurrency",
@@ -223,8 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:
-        print(f"BenchError: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_driver(main)

@@ -28,9 +28,12 @@ from _common import (
     Stamps,
     Worker,
     drain_timeout,
+    driver_parser,
     emit,
+    emit_versions,
     latency_figures,
     log,
+    run_driver,
     stamps_path,
     wait_until,
 )
@@ -201,18 +204,13 @@ def run_worker(dsn: str, dequeuers: int, batch: int, drain: bool) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("workload")
-    p.add_argument("jobs", type=int)
-    p.add_argument("dsn")
+    p = driver_parser()
     p.add_argument("--dequeuers", type=int, default=5)
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--drain", action="store_true")
     a = p.parse_args()
     if a.workload == "version":
-        from importlib.metadata import version
-
-        emit({"version": version("pgqueuer"), "asyncpg": version("asyncpg")})
+        emit_versions(version="pgqueuer", asyncpg="asyncpg")
         return
     if a.workload == "worker":
         run_worker(a.dsn, a.dequeuers, a.batch, a.drain)
@@ -232,8 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:
-        print(f"BenchError: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_driver(main)

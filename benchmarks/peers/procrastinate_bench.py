@@ -12,7 +12,6 @@ from Procrastinate's own ``procrastinate_events``: first ``started`` to last
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
@@ -26,9 +25,12 @@ from _common import (
     Stamps,
     Worker,
     drain_timeout,
+    driver_parser,
     emit,
+    emit_versions,
     latency_figures,
     log,
+    run_driver,
     stamps_path,
     wait_until,
 )
@@ -179,17 +181,12 @@ def run_worker(concurrency: int, wait: bool) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("workload")
-    p.add_argument("jobs", type=int)
-    p.add_argument("dsn")
+    p = driver_parser()
     p.add_argument("--concurrency", type=int, default=10)
     p.add_argument("--no-wait", action="store_true")
     a = p.parse_args()
     if a.workload == "version":
-        from importlib.metadata import version
-
-        emit({"version": version("procrastinate"), "psycopg": version("psycopg")})
+        emit_versions(version="procrastinate", psycopg="psycopg")
         return
     if a.workload == "worker":
         run_worker(a.concurrency, wait=not a.no_wait)
@@ -209,8 +206,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:
-        print(f"BenchError: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_driver(main)
