@@ -522,3 +522,46 @@ def test_maintenance_removes_workers_that_stopped_heartbeating(
     with running(app) as worker:  # a worker is dead after max(3 leases, 60 s) of silence
         wait_until(lambda: "ghost" not in ids(), timeout=5, what="the dead worker removed")
         assert ids() == {worker.id, "just-quiet"}
+
+
+def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
+    app: App, conn: Conn, schema: str
+) -> None:
+    """--fast-claims commits claims asynchronously; the worker id in every fenced write
+    is what keeps a claim undone by a server crash from being completed by its stale run:
+    a write carrying the right id and attempt but another worker's id changes nothing."""
+
+    @app.task(name="hold")
+    async def hold(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    job_id = hold.defer(1.0)
+    with running(app, fast_claims=True) as worker:
+        row = wait_state(conn, schema, job_id, "running")
+        other = "someone-else:1:deadbeef"
+        params: dict[str, Any] = {
+            "ids": [job_id],
+            "attempts": [row["attempt"]],
+            "worker_id": other,
+            "done": f'[{{"id":{job_id},"attempt":{row["attempt"]},"result":"stale"}}]',
+            "id": job_id,
+            "attempt": row["attempt"],
+            "lease": 60.0,
+            "seconds": 60.0,
+            "final": True,
+            "backoff": 0.0,
+            "error": '{"kind":"error","message":"stale"}',
+        }
+        for name in (
+            "job_complete_fenced",
+            "job_heartbeat_fenced",
+            "job_fail_fenced",
+            "job_cancel_fenced",
+            "job_extend_lease_fenced",
+            "job_release_fenced",
+        ):
+            assert conn.execute(app.query(name), params).fetchall() == [], name
+        assert job(conn, schema, job_id)["worker_id"] == worker.id
+        row = wait_state(conn, schema, job_id, "succeeded")
+    assert (row["result"], row["attempt"], row["errors"]) == ("done", 1, [])
