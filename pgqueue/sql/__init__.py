@@ -2,7 +2,8 @@
 
 Queries are named table-first (``job_claim_batch``, ``job_complete_fenced``); the file
 says *why* where locking or the planner is subtle. ``{schema}`` in a query is replaced
-by the (validated, quoted) schema name and ``{channel}`` by the NOTIFY channel.
+by the (validated, quoted) schema name, ``{channel}`` by the NOTIFY channel and
+``{done_channel}`` by the channel for finished jobs.
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ def cancel_channel_for(schema: str) -> str:
     return f"{schema}_cancel"
 
 
+def done_channel_for(schema: str) -> str:
+    """The NOTIFY channel that carries ids of jobs that just finished (comma-separated)."""
+    return f"{schema}_done"
+
+
 @lru_cache(maxsize=32)
 def queries(schema: str) -> dict[str, str]:
     """All queries with ``schema`` filled in. ``schema`` must already be validated."""
     quoted = '"' + schema + '"'
     return {
-        name: body.replace("{schema}", quoted).replace("{channel}", channel_for(schema))
+        name: body.replace("{schema}", quoted)
+        .replace("{channel}", channel_for(schema))
+        .replace("{done_channel}", done_channel_for(schema))
         for name, body in _raw().items()
     }
 

@@ -69,7 +69,7 @@ COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts) FROM 
 -- name: job_get
 SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
-       created_at, started_at, finished_at, cancel_requested_at
+       created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.jobs WHERE id = %(id)s;
 
 -- name: job_claim_batch
@@ -90,7 +90,7 @@ WITH picked AS (
     ) AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM {schema}.jobs
-        WHERE state = 'queued' AND queue = q.name AND run_at <= now()
+        WHERE state = 'queued' AND group_key IS NULL AND queue = q.name AND run_at <= now()
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -334,7 +334,8 @@ VACUUM (ANALYZE) {schema}.jobs;
 
 -- name: queue_stats_list
 SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,
-       finished_last_minute, paused
+       finished_last_minute, paused, waiting, max_running, max_running_per_group,
+       rate_limit, rate_period
 FROM {schema}.queue_stats
 ORDER BY queue;
 

@@ -46,12 +46,18 @@ JOBS_COLUMNS = {
     "started_at",
     "finished_at",
     "cancel_requested_at",
+    "group_key",
+    "depends_on",
 }
 JOBS_INDEXES = {
     "jobs_pkey",
     "jobs_claim_idx",
+    "jobs_group_claim_idx",
     "jobs_lease_idx",
     "jobs_dedupe_key_idx",
+    "jobs_dedupe_finished_idx",
+    "jobs_depends_on_idx",
+    "jobs_waiting_idx",
     "jobs_finished_idx",
 }
 
@@ -211,7 +217,7 @@ def test_jobs_table_columns_and_indexes(conn: Conn, schema: str) -> None:
         ).fetchall()
     )
     assert set(indexes) == JOBS_INDEXES
-    assert "WHERE (state = 'queued'::text)" in indexes["jobs_claim_idx"]
+    assert "WHERE ((state = 'queued'::text) AND (group_key IS NULL))" in indexes["jobs_claim_idx"]
     assert "WHERE (state = 'running'::text)" in indexes["jobs_lease_idx"]
     assert indexes["jobs_dedupe_key_idx"].startswith("CREATE UNIQUE INDEX")
     assert "dedupe_key IS NOT NULL" in indexes["jobs_dedupe_key_idx"]
@@ -224,7 +230,7 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    tables = ("jobs", "workers", "queues", "alembic_version")
+    tables = ("jobs", "workers", "queues", "periodic", "alembic_version")
     views = ("queue_stats", "running_jobs", "dead_jobs")
     assert {n: relkind(n) for n in tables + views} == {
         **dict.fromkeys(tables, "r"),
@@ -238,6 +244,9 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "pause_queue": "void",
         "resume_queue": "boolean",
         "prune_jobs": "bigint",
+        "dependency_state": "text",
+        "resolve_dependents": "bigint",
+        "set_queue_limits": "void",
     }
     found = conn.execute(
         "SELECT proname, format_type(prorettype, NULL), count(*) OVER (PARTITION BY proname) "
@@ -271,6 +280,11 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "oldest_queued_age_seconds",
         "finished_last_minute",
         "paused",
+        "waiting",
+        "max_running",
+        "max_running_per_group",
+        "rate_limit",
+        "rate_period",
     ]
     assert columns("running_jobs") == [
         "id",
@@ -295,7 +309,18 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "last_error_kind",
         "last_error",
     ]
-    assert columns("queues") == ["name", "paused_at", "updated_at"]
+    assert columns("queues") == [
+        "name",
+        "paused_at",
+        "updated_at",
+        "max_running",
+        "max_running_per_group",
+        "rate_limit",
+        "rate_period",
+        "rate_window_start",
+        "rate_window_count",
+    ]
+    assert columns("periodic") == ["name", "schedule", "last_tick", "updated_at"]
 
 
 # -- unmigrated or old schemas ----------------------------------------------------------------

@@ -110,6 +110,11 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "failed": 1,
         "finished_last_minute": 2,
         "paused": False,
+        "waiting": 0,
+        "max_running": None,
+        "max_running_per_group": None,
+        "rate_limit": None,
+        "rate_period": None,
     }
     other_age = s["other"].pop("oldest_queued_age_seconds")
     assert 5 <= float(other_age) < 30
@@ -120,6 +125,11 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "failed": 0,
         "finished_last_minute": 0,
         "paused": False,
+        "waiting": 0,
+        "max_running": None,
+        "max_running_per_group": None,
+        "rate_limit": None,
+        "rate_period": None,
     }
     assert s["idle"] == {
         "queued": 0,
@@ -129,6 +139,11 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "oldest_queued_age_seconds": None,
         "finished_last_minute": 0,
         "paused": True,
+        "waiting": 0,
+        "max_running": None,
+        "max_running_per_group": None,
+        "rate_limit": None,
+        "rate_period": None,
     }
     # app.admin.queues() is the same view
     for rows in (api, s):
