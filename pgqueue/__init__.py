@@ -8,15 +8,19 @@ from .app import App
 from .errors import (
     ConfigurationError,
     InvalidJobError,
+    JobCancelled,
+    JobFailed,
     JobNotFound,
     JobTimeout,
     LeaseLost,
     PgQueueError,
+    ResultTimeout,
     SchemaNotMigrated,
     UnknownQueueError,
     UnknownTaskError,
 )
 from .jobspec import JobSpec
+from .results import Job
 from .tasks import RetryPolicy, Task
 
 __all__ = [
@@ -24,11 +28,15 @@ __all__ = [
     "App",
     "ConfigurationError",
     "InvalidJobError",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
     "JobNotFound",
     "JobSpec",
     "JobTimeout",
     "LeaseLost",
     "PgQueueError",
+    "ResultTimeout",
     "RetryPolicy",
     "SchemaNotMigrated",
     "Task",

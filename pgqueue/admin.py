@@ -19,7 +19,7 @@ from .jobspec import check_queue, check_task_name
 if TYPE_CHECKING:
     from .app import App
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_AGE = 100 * 365.25 * 86400.0  # prune's older_than: beyond this PostgreSQL's dates overflow
 
@@ -117,6 +117,31 @@ class Admin:
         self._known_queue(queue)
         return bool(self._rows("queue_resume", {"queue": queue})[0]["resumed"])
 
+    def set_limits(self, queue: str, **limits: float | None) -> dict[str, Any]:
+        """Change a queue's fleet-wide limits; returns all of them afterwards.
+
+        Keywords (a limit not named keeps its value; ``None`` removes it):
+        ``max_running`` (jobs of the queue running at once over all workers),
+        ``max_running_per_group`` (per ``group_key``), ``rate_limit`` + ``rate_period``
+        (at most rate_limit claims per rate_period seconds, windows aligned to the epoch;
+        set or clear them together), ``priority_aging`` (every this many seconds, due jobs
+        waiting behind higher-priority work move up one priority step).
+        Workers apply a change at their next claim. Raises ``InvalidJobError`` naming
+        the bad value (nothing written). The queue need not have jobs yet.
+        """
+        check_queue(queue)
+        unknown = set(limits) - set(LIMITS)
+        if unknown:
+            raise InvalidJobError(f"unknown limit {sorted(unknown)[0]!r}: use {', '.join(LIMITS)}")
+        current = {r["queue"]: r for r in self.queues()}.get(queue, {})
+        merged = {k: limits.get(k, current.get(k)) for k in LIMITS}
+        for name, value in merged.items():
+            merged[name] = _limit(name, value)
+        if (merged["rate_limit"] is None) != (merged["rate_period"] is None):
+            raise InvalidJobError("rate_limit and rate_period go together: set or clear both")
+        self._rows("queue_set_limits", {"queue": queue, **merged})
+        return merged
+
     def prune(self, older_than: float, states: Iterable[str] = FINISHED) -> int:
         """Delete finished jobs (of ``states``) that finished more than ``older_than``
         seconds ago; returns how many."""
@@ -145,6 +170,27 @@ class Admin:
         check_queue(queue)
         if not self._rows("queue_known", {"queue": queue})[0]["known"]:
             raise UnknownQueueError(f"no queue named {queue!r} (no jobs and never paused)")
+
+
+#: A queue's limits: name -> (lowest, highest, whole number?).
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "max_running": (1, 1_000_000, True),
+    "max_running_per_group": (1, 1_000_000, True),
+    "rate_limit": (1, 1_000_000_000, True),
+    "rate_period": (0.001, 86_400, False),
+    "priority_aging": (0.1, 365 * 86_400, False),
+}
+
+
+def _limit(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    low, high, whole = LIMITS[name]
+    ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not low <= value <= high:  # type: ignore[operator]
+        kind = "a whole number" if whole else "a number of seconds"
+        raise InvalidJobError(f"{name} must be {kind} from {low:g} to {high:g}, got {value!r}")
+    return value if whole else float(value)  # type: ignore[return-value,arg-type]
 
 
 def _job_id(value: object) -> int:

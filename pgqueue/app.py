@@ -17,6 +17,8 @@ from .admin import Admin
 from .db import connect, resolve_dsn, validate_schema
 from .errors import ConfigurationError, InvalidJobError, UnknownTaskError
 from .jobspec import JobSpec, check_queue, check_task_name, encode_items, to_params
+from .periodic import Periodic, declare
+from .results import DoneListener, Job, check_job_id, jobs_of
 from .sql import query
 from .tasks import RetryPolicy, Task
 
@@ -49,9 +51,12 @@ class App:
             raise ConfigurationError("pool_max_size must be at least 1")
         self.pool_max_size = pool_max_size
         self.tasks: dict[str, Task] = {}
+        self.schedules: dict[str, Periodic] = {}  # @app.periodic, see pgqueue/periodic.py
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
+        self._done_listener: DoneListener | None = None  # job.result()'s LISTEN (results.py)
+        self._job_type: type[Job] | None = None  # this app's Job subclass (results.py)
         self._schema_ok = False
 
     # -- configuration -------------------------------------------------------------
@@ -91,6 +96,14 @@ class App:
             return self._register(f, **options)
 
         return register(func) if func is not None else register
+
+    def periodic(self, **options: Any) -> Callable[[Callable[..., Any]], Task]:
+        """Register a task run on a schedule, one job per tick over all workers:
+        ``@app.periodic(cron="*/5 * * * *")`` or ``@app.periodic(every=60)``. Options:
+        ``cron`` (+ ``tz``) or ``every``, ``name``, ``catch_up`` ("latest"/"none"),
+        ``grace``, ``args``, ``kwargs`` and ``app.task``'s (``pgqueue.periodic.declare``).
+        Raises ``ConfigurationError`` on a bad schedule or option."""
+        return declare(self, **options)
 
     def _register(
         self,
@@ -161,6 +174,7 @@ class App:
             "delay",
             "max_attempts",
             "dedupe_key",
+            "after",
         }
         if unknown:
             raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
@@ -226,14 +240,16 @@ class App:
         delay: float | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
-    ) -> int:
-        """Enqueue one job and return its id.
-
-        With ``connection`` the row is written in the caller's transaction (it exists
-        only if that commits); otherwise it is committed before this returns. With a
-        ``dedupe_key`` held by an unfinished job, nothing is written and that job's id
-        is returned. Raises ``InvalidJobError`` (nothing written) for bad input,
-        ``SchemaNotMigrated`` if the schema is missing or old.
+        after: Iterable[int] | int | None = None,
+    ) -> Job:
+        """Enqueue one job; return its ``Job`` (the id, an ``int``, that can wait for the
+        result: ``pgqueue.results``). With ``connection`` the row is written in the
+        caller's transaction (it exists only if that commits); otherwise it is committed
+        before this returns. With a ``dedupe_key`` held by an unfinished job, nothing is
+        written and that job's id is returned. ``after``: ids of jobs that must succeed
+        first (it waits until then, and is cancelled if one fails). Raises
+        ``InvalidJobError`` (nothing written) for bad input or an ``after`` id that does
+        not exist, ``SchemaNotMigrated`` if the schema is missing or old.
         """
         params = self._params(
             self._spec(
@@ -246,13 +262,14 @@ class App:
                 delay=delay,
                 max_attempts=max_attempts,
                 dedupe_key=dedupe_key,
+                after=after,
             )
         )
         with self._connection(connection) as conn:
-            return producer.insert_one(conn, self.schema, params)
+            return Job(producer.insert_one(conn, self.schema, params, own=connection is None), self)
 
-    def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[int]:
-        """Enqueue many jobs in one statement (one round trip); return the new ids in order.
+    def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[Job]:
+        """Enqueue many jobs in one statement (one round trip); their ``Job`` ids in order.
 
         All jobs are validated first: one bad job raises ``InvalidJobError`` and none is
         written. Jobs skipped because their dedupe key is held are not in the result.
@@ -261,7 +278,8 @@ class App:
         if not params:
             return []
         with self._connection(connection) as conn:
-            return producer.insert_many(conn, self.schema, params)
+            ids = producer.insert_many(conn, self.schema, params, own=connection is None)
+        return jobs_of(self, ids)
 
     def enqueue_batch(
         self,
@@ -272,12 +290,12 @@ class App:
         priority: int | None = None,
         max_attempts: int | None = None,
         connection: Any = None,
-    ) -> list[int]:
+    ) -> list[Job]:
         """The fastest bulk path: many jobs of one task with the same options, due now.
 
         Each item is a dict (keyword arguments) or a list/tuple (positional arguments).
         Options are checked once; per item only the arguments are encoded, and the rows
-        go in with one COPY. Returns the ids in order. One bad item raises
+        go in with one COPY. Returns the ``Job`` ids in order. One bad item raises
         ``InvalidJobError`` naming it, and nothing is written.
         """
         first = self._params(
@@ -292,7 +310,7 @@ class App:
         if not encoded:
             return []
         with self._connection(connection) as conn:
-            return producer.insert_uniform(conn, self.schema, first, encoded)
+            return jobs_of(self, producer.insert_uniform(conn, self.schema, first, encoded))
 
     def migrate(self) -> tuple[str | None, str]:
         """Upgrade the schema to this pgqueue's revision (see ``pgqueue.migrate.upgrade``)."""
@@ -301,11 +319,20 @@ class App:
         return result
 
     def close(self) -> None:
-        """Close pgqueue's own pools (a caller's connections are never touched)."""
+        """Close pgqueue's own pools and its results LISTEN connection (a caller's
+        connections are never touched); all reopen on next use."""
         with self._lock:
             pool, self._pool = self._pool, None
+            listener, self._done_listener = self._done_listener, None
         if pool is not None:
             pool.close()
+        if listener is not None:
+            listener.close()
+
+    def job(self, job_id: int) -> Job:
+        """The ``Job`` handle for an id (``InvalidJobError`` if it is not one); nothing is
+        read until you ask (``JobNotFound`` then if there is no such job)."""
+        return Job(check_job_id(job_id), self)
 
     # -- async API -----------------------------------------------------------------------
     async def apool(self) -> AsyncConnectionPool:
@@ -360,7 +387,8 @@ class App:
         delay: float | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
-    ) -> int:
+        after: Iterable[int] | int | None = None,
+    ) -> Job:
         """``enqueue`` for asyncio code; ``connection`` is an async connection or session."""
         params = self._params(
             self._spec(
@@ -373,20 +401,27 @@ class App:
                 delay=delay,
                 max_attempts=max_attempts,
                 dedupe_key=dedupe_key,
+                after=after,
             )
         )
         async with self._aconnection(connection) as conn:
-            return await producer.insert_one_async(conn, self.schema, params)
+            job_id = await producer.insert_one_async(
+                conn, self.schema, params, own=connection is None
+            )
+        return Job(job_id, self)
 
     async def enqueue_many_async(
         self, jobs: Iterable[JobSpec], *, connection: Any = None
-    ) -> list[int]:
+    ) -> list[Job]:
         """``enqueue_many`` for asyncio code."""
         params = [self._params(spec) for spec in jobs]
         if not params:
             return []
         async with self._aconnection(connection) as conn:
-            return await producer.insert_many_async(conn, self.schema, params)
+            ids = await producer.insert_many_async(
+                conn, self.schema, params, own=connection is None
+            )
+        return jobs_of(self, ids)
 
     async def aclose(self) -> None:
         """Close the async pool (and the sync one)."""

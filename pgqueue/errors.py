@@ -7,6 +7,9 @@ PgQueueError
  +-- InvalidJobError (ValueError)  bad task/queue name, arguments that are not JSON
  |    +-- UnknownTaskError     a task name the app never registered
  +-- JobNotFound (LookupError)  no job with that id
+ +-- JobFailed                 job.result(): the job ended failed (its last error attached)
+ |    +-- JobCancelled         ... or cancelled (on request, or a job it depended on failed)
+ +-- ResultTimeout (TimeoutError)  job.result(timeout=...): not finished in time
  +-- UnknownQueueError (LookupError)  no job or pause record names that queue
  +-- LeaseLost                 a fenced write changed nothing: another worker owns the job now
  +-- JobTimeout                a handler ran past its task's timeout
@@ -54,3 +57,71 @@ class JobNotFound(PgQueueError, LookupError):
 
 class UnknownQueueError(PgQueueError, LookupError):
     """No job and no pause record names that queue."""
+
+
+class JobFailed(PgQueueError):
+    """``job.result()`` / ``await job.wait()``: the job ended ``failed`` (the dead letter).
+
+    ``job_id``, ``task``, ``state``, and from its last recorded error: ``kind`` (``error``,
+    ``timeout``, ``lost``, ``result_not_json``, ...), ``error_type`` (the exception's
+    qualified name, if any) and ``error_message``.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        task: str,
+        state: str,
+        kind: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.task = task
+        self.state = state
+        self.kind = kind
+        self.error_type = error_type
+        self.error_message = error_message
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        text = f"job {self.job_id} ({self.task}) {self.state}"
+        message = self.error_message or ""
+        short = (self.error_type or "").rsplit(".", 1)[-1]
+        if short and not message.startswith(short):
+            message = f"{short}: {message}" if message else short
+        if self.kind and self.kind not in ("error", "cancelled"):
+            message = f"[{self.kind}] {message}" if message else f"[{self.kind}]"
+        return f"{text}: {message}" if message else text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            type(self),
+            (
+                self.job_id,
+                self.task,
+                self.state,
+                self.kind,
+                self.error_type,
+                self.error_message,
+            ),
+        )
+
+
+class JobCancelled(JobFailed):
+    """The job ended ``cancelled``: on request (``cancel_job``), or because a job it
+    depended on (``after=``) failed or was cancelled (``kind == "dependency"``)."""
+
+
+class ResultTimeout(PgQueueError, TimeoutError):
+    """The job did not finish within the ``timeout`` given to ``job.result()`` /
+    ``job.wait()``; ``state`` is its state when the wait gave up. The job itself is not
+    touched: wait again, or cancel it."""
+
+    def __init__(self, job_id: int, state: str, message: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id, self.state, str(self)))

@@ -34,6 +34,9 @@ class JobSpec:
     delay: float | None = None
     max_attempts: int | None = None
     dedupe_key: str | None = None
+    after: Iterable[int] | int | None = None
+    """Job ids (or ``Job`` handles) that must all succeed before this job runs; it is
+    cancelled if one of them fails or is cancelled."""
 
 
 _valid_names: set[tuple[str, str]] = set()  # names already checked (a bounded set of names)
@@ -224,6 +227,7 @@ def to_params(
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
         raise InvalidJobError("dedupe_key must be a non-empty string of at most 500 characters")
     args, kwargs = encode_arguments(task, spec.args, spec.kwargs)
+    depends_on = None if spec.after is None else check_after(spec.after)
     return {
         "queue": queue,
         "task": task,
@@ -234,7 +238,33 @@ def to_params(
         "delay": float(delay),
         "max_attempts": max_attempts,
         "dedupe_key": key,
+        "depends_on": depends_on,
     }
+
+
+MAX_DEPENDENCIES = 10_000
+_MAX_ID = 2**63 - 1
+
+
+def check_after(after: object) -> list[int] | None:
+    """The ``after=`` option as a list of distinct job ids in the order given (None when
+    empty). A single id is allowed. Raises ``InvalidJobError`` naming a bad entry."""
+    if isinstance(after, int) and not isinstance(after, bool):
+        after = [after]
+    if isinstance(after, (str, bytes, Mapping)) or not isinstance(after, Iterable):
+        raise InvalidJobError(
+            f"after must be a list of job ids (or Job handles), got {type(after).__name__}"
+        )
+    ids: dict[int, None] = {}
+    for value in after:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_ID:
+            raise InvalidJobError(
+                f"after must hold job ids (positive whole numbers or Job handles), got {value!r}"
+            )
+        ids[int(value)] = None
+        if len(ids) > MAX_DEPENDENCIES:
+            raise InvalidJobError(f"after names more than {MAX_DEPENDENCIES} jobs")
+    return list(ids) or None
 
 
 def encode_items(task: str, items: Iterable[Any]) -> list[tuple[str, str]]:

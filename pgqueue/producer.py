@@ -10,11 +10,17 @@ pool runs the statement in autocommit and it is committed when the call returns.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from .errors import ConfigurationError, InvalidJobError
 from .sql import query
+
+log = logging.getLogger("pgqueue.producer")
 
 
 def _kind(conn: object) -> str:
@@ -110,8 +116,12 @@ def _psycopg_of(conn: Any) -> Any:
 
 
 def _copyable(params: Sequence[dict[str, Any]]) -> bool:
-    """COPY fits when no job has a dedupe key (no ON CONFLICT in COPY) and all are due now."""
-    return all(p["dedupe_key"] is None and p["run_at"] is None and not p["delay"] for p in params)
+    """COPY fits when no job has a dedupe key (no ON CONFLICT in COPY) or dependencies, and
+    all are due now."""
+    return all(
+        p["dedupe_key"] is None and p["run_at"] is None and not p["delay"] and not p["depends_on"]
+        for p in params
+    )
 
 
 def _esc(json_text: str) -> str:
@@ -157,8 +167,14 @@ def insert_uniform(
     return ids
 
 
-def insert_one(conn: Any, schema: str, params: dict[str, Any]) -> int:
-    """Write one job; its id (or the id of the unfinished job holding its dedupe key)."""
+def insert_one(conn: Any, schema: str, params: dict[str, Any], *, own: bool = False) -> int:
+    """Write one job; its id (or the id of the unfinished job holding its dedupe key).
+
+    ``own``: ``conn`` is pgqueue's autocommit connection, not a caller's transaction
+    (matters for jobs with dependencies, see ``insert_after``).
+    """
+    if params["depends_on"]:
+        return insert_after(conn, schema, [params], own=own)[0]
     name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
     job_id = single_id(run_sync(conn, query(schema, name), params))
     if job_id is None:
@@ -169,8 +185,12 @@ def insert_one(conn: Any, schema: str, params: dict[str, Any]) -> int:
     return job_id
 
 
-async def insert_one_async(conn: Any, schema: str, params: dict[str, Any]) -> int:
+async def insert_one_async(
+    conn: Any, schema: str, params: dict[str, Any], *, own: bool = False
+) -> int:
     """``insert_one`` on an async connection."""
+    if params["depends_on"]:
+        return (await insert_after_async(conn, schema, [params], own=own))[0]
     name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
     job_id = single_id(await run_async(conn, query(schema, name), params))
     if job_id is None:
@@ -181,13 +201,18 @@ async def insert_one_async(conn: Any, schema: str, params: dict[str, Any]) -> in
     return job_id
 
 
-def insert_many(conn: Any, schema: str, params: Sequence[dict[str, Any]]) -> list[int]:
+def insert_many(
+    conn: Any, schema: str, params: Sequence[dict[str, Any]], *, own: bool = False
+) -> list[int]:
     """Write many jobs; their ids in input order (dedupe-skipped ones left out).
 
     COPY (with ids reserved from the sequence first) when every job is due now and has
     no dedupe key and the connection is psycopg 3; else one INSERT ... SELECT of a jsonb
-    array. One job failing a constraint fails the whole batch: nothing is written.
+    array (``insert_after`` if a job has dependencies). One job failing a constraint
+    fails the whole batch: nothing is written.
     """
+    if any(p["depends_on"] for p in params):
+        return insert_after(conn, schema, params, own=own)
     raw = _psycopg_of(conn) if _copyable(params) else None
     if raw is None:
         return [
@@ -201,10 +226,12 @@ def insert_many(conn: Any, schema: str, params: Sequence[dict[str, Any]]) -> lis
     return ids
 
 
-async def insert_many_async(conn: Any, schema: str, params: Sequence[dict[str, Any]]) -> list[int]:
+async def insert_many_async(
+    conn: Any, schema: str, params: Sequence[dict[str, Any]], *, own: bool = False
+) -> list[int]:
     """``insert_many`` on an async connection (COPY on a psycopg ``AsyncConnection``)."""
-    import psycopg
-
+    if any(p["depends_on"] for p in params):
+        return await insert_after_async(conn, schema, params, own=own)
     if not (_copyable(params) and isinstance(conn, psycopg.AsyncConnection)):
         rows = await run_async(conn, query(schema, "job_insert_many"), batch_param(params))
         return [int(r[0]) for r in rows]
@@ -227,3 +254,131 @@ def dedupe_lookup_failed(key: str | None) -> InvalidJobError:
         f"a job with dedupe_key {key!r} was enqueued concurrently and finished before its id "
         "could be read; enqueue again"
     )
+
+
+# -- jobs with dependencies (after=) ---------------------------------------------------------
+
+
+def _after_statement(schema: str, params: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    if len(params) == 1:
+        return query(schema, "job_insert_after"), params[0]
+    return query(schema, "job_insert_many_after"), batch_param(params)
+
+
+def _dependency_ids(params: Sequence[dict[str, Any]]) -> list[int]:
+    return sorted({d for p in params for d in p["depends_on"] or ()})
+
+
+def _fresh_waiting(rows: list[tuple[Any, ...]]) -> dict[str, Any] | None:
+    """The parameters of ``job_resolve_new`` if an inserted job is waiting, else None."""
+    waiting = [int(r[0]) for r in rows if r[1] == "waiting"]
+    return {"ids": waiting} if waiting else None
+
+
+_MISSING_ID = re.compile(r"does not exist: (\d+)")
+
+
+def missing_dependency(job_id: int | str | None) -> InvalidJobError:
+    """The error for ``after=`` naming a job that is not there (nothing is written)."""
+    return InvalidJobError(
+        f"after= names job {job_id if job_id is not None else '?'}, which does not exist "
+        "(never enqueued, or pruned after it finished); nothing was written"
+    )
+
+
+def _translate(exc: Exception) -> InvalidJobError | None:
+    """``InvalidJobError`` for dependency_state()'s foreign_key_violation (raised by
+    psycopg, or wrapped by SQLAlchemy as ``.orig``), else None."""
+    cause = getattr(exc, "orig", None) or exc
+    if not isinstance(cause, psycopg.errors.ForeignKeyViolation):
+        return None
+    found = _MISSING_ID.search(cause.diag.message_primary or str(cause))
+    return missing_dependency(found.group(1) if found else None)
+
+
+def _resolve_failed(exc: Exception) -> None:
+    log.warning(
+        "jobs enqueued with after= were written, but checking whether their dependencies "
+        "finished meanwhile failed (the maintenance sweep will): %s",
+        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+    )
+
+
+def insert_after(
+    conn: Any, schema: str, params: Sequence[dict[str, Any]], *, own: bool = False
+) -> list[int]:
+    """Write jobs of which some have dependencies; their ids in input order.
+
+    Each starts waiting, queued or cancelled as ``dependency_state()`` decides, in the
+    INSERT itself. A dependency that does not exist raises ``InvalidJobError`` naming it
+    and nothing is written; on a caller's connection (``own`` False) that is checked
+    first, so the caller's transaction stays usable. On pgqueue's own autocommit
+    connection (``own``), after the commit, a job still waiting whose dependencies have
+    all finished meanwhile is resolved at once; in a caller's transaction that is left to
+    the workers' maintenance sweep (seconds later). A failure of that check is logged,
+    never raised: the jobs are already committed.
+    """
+    if not own:
+        missing = run_sync(
+            conn, query(schema, "job_missing_dependencies"), {"ids": _dependency_ids(params)}
+        )
+        if missing:
+            raise missing_dependency(int(missing[0][0]))
+    sql, values = _after_statement(schema, params)
+    try:
+        rows = run_sync(conn, sql, values)
+    except Exception as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from None
+    ids = [int(r[0]) for r in rows]
+    if len(params) == 1 and not ids:  # a dedupe key held by an unfinished job
+        found = single_id(
+            run_sync(conn, query(schema, "job_find_unfinished_by_dedupe_key"), values)
+        )
+        if found is None:
+            raise dedupe_lookup_failed(values["dedupe_key"])
+        return [found]
+    check = _fresh_waiting(rows) if own else None
+    if check is not None:
+        try:
+            run_sync(conn, query(schema, "job_resolve_new"), check)
+        except psycopg.Error as exc:
+            _resolve_failed(exc)
+    return ids
+
+
+async def insert_after_async(
+    conn: Any, schema: str, params: Sequence[dict[str, Any]], *, own: bool = False
+) -> list[int]:
+    """``insert_after`` on an async connection."""
+    if not own:
+        missing = await run_async(
+            conn, query(schema, "job_missing_dependencies"), {"ids": _dependency_ids(params)}
+        )
+        if missing:
+            raise missing_dependency(int(missing[0][0]))
+    sql, values = _after_statement(schema, params)
+    try:
+        rows = await run_async(conn, sql, values)
+    except Exception as exc:
+        translated = _translate(exc)
+        if translated is None:
+            raise
+        raise translated from None
+    ids = [int(r[0]) for r in rows]
+    if len(params) == 1 and not ids:
+        found = single_id(
+            await run_async(conn, query(schema, "job_find_unfinished_by_dedupe_key"), values)
+        )
+        if found is None:
+            raise dedupe_lookup_failed(values["dedupe_key"])
+        return [found]
+    check = _fresh_waiting(rows) if own else None
+    if check is not None:
+        try:
+            await run_async(conn, query(schema, "job_resolve_new"), check)
+        except psycopg.Error as exc:
+            _resolve_failed(exc)
+    return ids

@@ -17,6 +17,7 @@ from .jobspec import JobSpec
 
 if TYPE_CHECKING:
     from .app import App
+    from .results import Job
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,16 @@ class Task:
             max_attempts=self.max_attempts,
         )
 
-    def defer(self, *args: Any, **kwargs: Any) -> int:
-        """Enqueue with the task's defaults on pgqueue's own pool; returns the job id."""
+    def defer(self, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue with the task's defaults on pgqueue's own pool; returns the ``Job``
+        (the id, which can wait for the result: ``job.result()``)."""
         return self.app.enqueue(self, args, kwargs)
 
-    async def defer_async(self, *args: Any, **kwargs: Any) -> int:
+    async def defer_async(self, *args: Any, **kwargs: Any) -> Job:
         """``defer`` for asyncio code."""
         return await self.app.enqueue_async(self, args, kwargs)
 
-    def defer_many(self, items: Any, **options: Any) -> list[int]:
+    def defer_many(self, items: Any, **options: Any) -> list[Job]:
         """Enqueue one job per item (a dict of keyword arguments or a list of positional
         ones) in one COPY; options: queue, priority, max_attempts, connection. Returns
         the ids in order. See ``App.enqueue_batch``."""
@@ -99,7 +101,8 @@ class Task:
 
     def options(self, **options: Any) -> BoundTask:
         """Override enqueue options: queue, priority, run_at, delay, max_attempts,
-        dedupe_key, connection. ``add.options(connection=conn).defer(1, 2)``."""
+        dedupe_key, after (job ids that must succeed first), connection.
+        ``add.options(connection=conn).defer(1, 2)``."""
         return BoundTask(self, options)
 
 
@@ -110,8 +113,8 @@ class BoundTask:
     task: Task
     opts: dict[str, Any]
 
-    def defer(self, *args: Any, **kwargs: Any) -> int:
+    def defer(self, *args: Any, **kwargs: Any) -> Job:
         return self.task.app.enqueue(self.task, args, kwargs, **self.opts)
 
-    async def defer_async(self, *args: Any, **kwargs: Any) -> int:
+    async def defer_async(self, *args: Any, **kwargs: Any) -> Job:
         return await self.task.app.enqueue_async(self.task, args, kwargs, **self.opts)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pgqueue import App
 
 T = TypeVar("T")
 
@@ -40,3 +44,19 @@ def positional(sql: str) -> str:
         return f"${names.index(m.group(1)) + 1}"
 
     return re.sub(r"%\((\w+)\)s", number, sql).replace("%%", "%")
+
+
+def arun(app: App, coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` for a coroutine that uses ``app``'s async pool: the pool belongs
+    to this event loop, so it is closed before the loop ends (a later ``arun`` opens a new
+    one)."""
+
+    async def main() -> T:
+        try:
+            return await coro
+        finally:
+            pool, app._apool = app._apool, None
+            if pool is not None:
+                await pool.close()
+
+    return asyncio.run(main())

@@ -35,6 +35,7 @@ class Settings:
                 schema = self.schema if self.schema is not None else user_app.schema
                 app = App(dsn, schema=schema, strict_tasks=user_app.strict_tasks)
                 app.tasks = user_app.tasks
+                app.schedules = user_app.schedules
                 for t in app.tasks.values():
                     t.app = app
             else:

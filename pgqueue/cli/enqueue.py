@@ -43,6 +43,13 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
 @click.option(
     "--dedupe-key", metavar="KEY", help="No new job while one with this key is queued or running."
 )
+@click.option(
+    "--after",
+    metavar="ID",
+    type=int,
+    multiple=True,
+    help="Run only after job ID succeeded (repeatable); cancelled if one fails.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": N} instead of the bare id.')
 @click.pass_obj
 def enqueue(
@@ -55,6 +62,7 @@ def enqueue(
     delay: float | None,
     max_attempts: int | None,
     dedupe_key: str | None,
+    after: tuple[int, ...],
     as_json: bool,
 ) -> None:
     """Enqueue one job of TASK and print its id.
@@ -67,6 +75,7 @@ def enqueue(
       pgqueue enqueue emails.send --kwargs '{"to": "a@b.c"}'
       pgqueue enqueue reports.build --args '[2026, 11]' --queue reports --delay 60
       pgqueue enqueue sync.account --kwargs '{"id": 7}' --dedupe-key account-7
+      pgqueue enqueue evals.summarize --after 41 --after 42
     """
     args = _parse(args_json, list, "--args")
     kwargs = _parse(kwargs_json, dict, "--kwargs")
@@ -80,6 +89,7 @@ def enqueue(
         delay=delay,
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
+        after=list(after) or None,
     )
     if as_json:
         click.echo(json.dumps({"id": job_id}))

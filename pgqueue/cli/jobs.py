@@ -33,8 +33,8 @@ def jobs() -> None:
 @click.option(
     "--state",
     metavar="STATE",
-    help="Only jobs in this state: queued, scheduled (queued, run_at ahead), running, "
-    "succeeded, failed or cancelled.",
+    help="Only jobs in this state: waiting (for the jobs it runs after), queued, scheduled "
+    "(queued, run_at ahead), running, succeeded, failed or cancelled.",
 )
 @click.option("--task", metavar="TASK", help="Only jobs of this task.")
 @click.option(
@@ -141,6 +141,8 @@ def render_job(job: dict[str, Any], now: datetime | None = None) -> str:
                      f"(errors {job['error_count']}, lost {job['lost_count']})")  # fmt: skip
     field("priority", str(job["priority"]))
     field("dedupe key", job["dedupe_key"] or "-")
+    if job.get("depends_on"):
+        field("runs after", ", ".join(map(str, job["depends_on"])))
     field("worker", job["worker_id"] or "-")
     for name, key in _TIMES:
         if job[key] is not None or key in ("started_at", "finished_at"):

@@ -16,18 +16,18 @@ MAX_SECONDS = 100 * 365 * 86400
 FORMAT = "a number and a unit s, m, h, d or w (30s, 15m, 12h, 7d, 2w), or plain seconds"
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--older-than") -> float:
     """'30s', '15m', '12h', '7d', '2w' or plain seconds ('3600', '1.5') -> seconds.
 
-    Raises ``click.ClickException`` (one line, exit 1) naming the format.
+    Raises ``click.ClickException`` (one line, exit 1) naming the option and the format.
     """
     match = _DURATION.match(text.strip().lower())
     if not match:
-        raise click.ClickException(f"bad duration {text!r} for --older-than: use {FORMAT}")
+        raise click.ClickException(f"bad duration {text!r} for {option}: use {FORMAT}")
     seconds = float(match.group(1)) * UNITS[match.group(2)]
     if seconds > MAX_SECONDS:
         raise click.ClickException(
-            f"duration {text!r} for --older-than is too long (at most 100 years)"
+            f"duration {text!r} for {option} is too long (at most 100 years)"
         )
     return seconds
 

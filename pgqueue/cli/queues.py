@@ -1,24 +1,29 @@
-"""``pgqueue queues``: list, pause and resume queues (a thin layer over ``app.admin``)."""
+"""``pgqueue queues``: list, pause, resume and limit queues (a thin layer over ``app.admin``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from .common import Settings, emit_json
+from .prune import parse_duration
 from .status import _plain, render
 
 
 @click.group()
 def queues() -> None:
-    """List queues, and pause or resume claiming from one.
+    """List queues, pause or resume claiming from one, and set its limits.
 
     A paused queue keeps accepting jobs; no worker claims from it until it is resumed.
+    Limits (a cap on running jobs, per tenant too, a rate) hold over all workers.
 
     \b
     Examples:
       pgqueue queues list
       pgqueue queues pause emails
       pgqueue queues resume emails
+      pgqueue queues set gpu --max-running 4
     """
 
 
@@ -79,3 +84,105 @@ def resume(settings: Settings, queue: str, as_json: bool) -> None:
         click.echo(f"resumed queue {queue}")
     else:
         click.echo(f"queue {queue} was not paused")
+
+
+def _count(text: str | None, option: str) -> int | str | None:
+    """A whole number, None for "none" (remove the limit), or "keep" (option not given)."""
+    if text is None:
+        return "keep"
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise click.ClickException(f"bad {option} {text!r}: use a whole number >= 1, or none")
+    return int(text)
+
+
+def _rate(text: str) -> tuple[int | None, float | None]:
+    """'10/s', '100/1m', '5/2.5s' -> (10, 1.0) ...; 'none' -> (None, None)."""
+    if text.strip().lower() == "none":
+        return None, None
+    count, sep, period = text.partition("/")
+    if not sep or not count.strip().isdigit() or int(count) < 1:
+        raise click.ClickException(
+            f"bad --rate {text!r}: use COUNT/PERIOD, e.g. 10/s, 100/1m, 5/2.5s, or none"
+        )
+    period = period.strip()
+    seconds = parse_duration(period if period[:1].isdigit() else "1" + period, "--rate")
+    if seconds <= 0:
+        raise click.ClickException(f"bad --rate {text!r}: the period must be longer than 0")
+    return int(count), seconds
+
+
+def describe_limits(limits: dict[str, Any]) -> str:
+    """'max running 4, per group 2, rate 10/1s, priority aging 60s' (or 'no limits')."""
+    parts = []
+    if limits.get("max_running") is not None:
+        parts.append(f"max running {limits['max_running']}")
+    if limits.get("max_running_per_group") is not None:
+        parts.append(f"per group {limits['max_running_per_group']}")
+    if limits.get("rate_limit") is not None:
+        parts.append(f"rate {limits['rate_limit']}/{limits['rate_period']:g}s")
+    if limits.get("priority_aging") is not None:
+        parts.append(f"priority aging {limits['priority_aging']:g}s")
+    return ", ".join(parts) or "no limits"
+
+
+@queues.command("set")
+@click.argument("queue")
+@click.option("--max-running", metavar="N|none", help="Jobs of QUEUE running at once, fleet-wide.")
+@click.option(
+    "--max-per-group", metavar="N|none", help="Running jobs per group key (tenant) of QUEUE."
+)
+@click.option("--rate", metavar="COUNT/PERIOD|none", help="Claims per period: 10/s, 100/1m.")
+@click.option(
+    "--priority-aging",
+    metavar="DURATION|none",
+    help="Every DURATION, due jobs waiting behind higher-priority ones move up one step.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def set_limits(
+    settings: Settings,
+    queue: str,
+    max_running: str | None,
+    max_per_group: str | None,
+    rate: str | None,
+    priority_aging: str | None,
+    as_json: bool,
+) -> None:
+    """Set QUEUE's limits, held exactly over all workers. Options not given keep their
+    value; `none` removes a limit. Workers apply a change at their next claim.
+
+    \b
+    Examples:
+      pgqueue queues set gpu --max-running 4
+      pgqueue queues set emails --rate 100/1m
+      pgqueue queues set reports --max-per-group 2     # per tenant (job group_key)
+      pgqueue queues set default --priority-aging 30s
+      pgqueue queues set gpu --max-running none        # remove the cap
+      psql -c "SELECT pgqueue.set_queue_limits('gpu', max_running => 4)"  # SQL: sets all
+    """
+    changes: dict[str, Any] = {}
+    for name, value in (
+        ("max_running", _count(max_running, "--max-running")),
+        ("max_running_per_group", _count(max_per_group, "--max-per-group")),
+    ):
+        if value != "keep":
+            changes[name] = value
+    if rate is not None:
+        changes["rate_limit"], changes["rate_period"] = _rate(rate)
+    if priority_aging is not None:
+        changes["priority_aging"] = (
+            None
+            if priority_aging.strip().lower() == "none"
+            else parse_duration(priority_aging, "--priority-aging")
+        )
+    if not changes:
+        raise click.ClickException(
+            "nothing to set: give --max-running, --max-per-group, --rate or --priority-aging"
+        )
+    limits = settings.app().admin.set_limits(queue, **changes)
+    if as_json:
+        emit_json({"queue": queue, **limits})
+    else:
+        click.echo(f"queue {queue}: {describe_limits(limits)}")

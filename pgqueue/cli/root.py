@@ -68,7 +68,19 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 
 
 def _register() -> None:
-    from . import bench, demo, enqueue, jobs, migrate, prune, queues, status, work, workers
+    from . import (
+        bench,
+        demo,
+        enqueue,
+        jobs,
+        migrate,
+        periodic,
+        prune,
+        queues,
+        status,
+        work,
+        workers,
+    )
 
     cli.add_command(migrate.migrate)
     cli.add_command(enqueue.enqueue)
@@ -76,6 +88,7 @@ def _register() -> None:
     cli.add_command(jobs.jobs)
     cli.add_command(queues.queues)
     cli.add_command(workers.workers)
+    cli.add_command(periodic.periodic)
     cli.add_command(prune.prune)
     cli.add_command(work.work)
     cli.add_command(demo.demo)

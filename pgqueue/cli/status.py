@@ -24,7 +24,7 @@ from .common import Settings, emit_json, table
 def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> None:
     """Show every queue: queued, scheduled, running and failed jobs, the age of the oldest
     due job, jobs finished in the last minute, and whether it is paused (the queue_stats
-    view).
+    view). WAIT, when there are such jobs: jobs waiting for the jobs they run after.
 
     \b
     Examples:
@@ -58,13 +58,15 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(data: list[dict[str, Any]]) -> str:
-    """The status table (fits 80 columns)."""
+    """The status table (fits 80 columns). WAIT (jobs waiting for the jobs they run
+    after) is shown only when some queue has such jobs, with queue names cut shorter."""
     if not data:
         return "no queues yet (enqueue a job: pgqueue enqueue TASK)"
     headers = ["QUEUE", "QUEUED", "SCHED", "RUNNING", "FAILED", "OLDEST", "DONE/MIN", "PAUSED"]
+    waiting = any(d.get("waiting") for d in data)
     rows = [
         [
-            d["queue"][:24],
+            d["queue"][: 16 if waiting else 24],
             d["queued"],
             d["scheduled"],
             d["running"],
@@ -75,6 +77,10 @@ def render(data: list[dict[str, Any]]) -> str:
         ]
         for d in data
     ]
+    if waiting:
+        headers.insert(3, "WAIT")
+        for row, d in zip(rows, data, strict=True):
+            row.insert(3, d["waiting"])
     return table(headers, rows)
 
 

@@ -1,7 +1,10 @@
-"""Maintenance services run inside every worker, one worker at a time (advisory lock)."""
+"""Maintenance services run inside every worker: reaper, pruner, vacuumer (one worker at a
+time where it matters) and the scheduler of periodic tasks (one job per tick)."""
 
+from .dependencies import DependencySweep
 from .pruner import Pruner, Retention
 from .reaper import Reaper
+from .scheduler import Scheduler
 from .vacuumer import Vacuumer
 
-__all__ = ["Pruner", "Reaper", "Retention", "Vacuumer"]
+__all__ = ["DependencySweep", "Pruner", "Reaper", "Retention", "Scheduler", "Vacuumer"]

@@ -4,7 +4,8 @@ Runs every ``interval`` in each worker; an advisory lock taken inside the reapin
 statement lets one worker at a time do the pass, the others skip it. Each pass handles
 at most ``limit`` jobs per statement and repeats while a full batch came back. Also
 removes workers that stopped heartbeating. A pass that fails (database away) is logged
-and tried next time.
+and tried next time. Jobs it ends (failed, or cancelled) are told on the done channel by
+the statement, and their waiting dependents are resolved after it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from psycopg_pool import AsyncConnectionPool
 
 from ..sql import query
+from .dependencies import resolve_dependents
 from .service import Service
 
 log = logging.getLogger("pgqueue.maintenance")
@@ -44,6 +46,7 @@ class Reaper(Service):
         Each statement is its own autocommit transaction (see ``job_reap_expired``).
         """
         handled = 0
+        ended: list[int] = []
         async with self.pool.connection() as conn:
             while True:
                 cur = await conn.execute(
@@ -60,6 +63,7 @@ class Reaper(Service):
                             extra={"job_id": job_id, "event": "reaped"},
                         )
                     else:
+                        ended.append(job_id)
                         self.failed += 1
                         log.warning(
                             "job %d: lease expired and attempts are used up; failed (lost)",
@@ -69,6 +73,8 @@ class Reaper(Service):
                 handled += len(rows)
                 if len(rows) < self.limit:
                     break
+            if ended:
+                await resolve_dependents(conn, self.schema, ended)
             cur = await conn.execute(
                 query(self.schema, "worker_prune_dead"), {"older_than": self.dead_worker_after}
             )

@@ -35,8 +35,9 @@ DO NOTHING
 RETURNING id;
 
 -- name: job_find_unfinished_by_dedupe_key
+-- (a waiting job holds its dedupe key too: see jobs_dedupe_key_idx in 0003)
 SELECT id FROM {schema}.jobs
-WHERE dedupe_key = %(dedupe_key)s AND state IN ('queued', 'running');
+WHERE dedupe_key = %(dedupe_key)s AND state IN ('waiting', 'queued', 'running');
 
 -- name: job_insert_many
 -- One round trip for any number of jobs: the batch travels as one jsonb array.
@@ -53,6 +54,94 @@ ORDER BY j.ord
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
 DO NOTHING
 RETURNING id;
+
+-- name: job_insert_after
+-- A job with dependencies (after=). It starts in the state dependency_state() gives:
+-- 'waiting' until they all succeed, 'queued' if they already have, 'cancelled' (finished,
+-- with a 'dependency' error) if one failed or was cancelled; a dependency that does not
+-- exist raises foreign_key_violation. Only jobs with dependencies come here, so
+-- job_insert and the COPY path stay as they are. A dedupe key held by an unfinished
+-- (waiting too) job returns nothing, as in job_insert_deduped.
+INSERT INTO {schema}.jobs AS j (queue, task, args, kwargs, priority, run_at, max_attempts,
+                                dedupe_key, depends_on, state, finished_at, errors)
+SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+       COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+       %(max_attempts)s, %(dedupe_key)s, %(depends_on)s::bigint[], s.state,
+       CASE WHEN s.state = 'cancelled' THEN now() END,
+       CASE WHEN s.state = 'cancelled' THEN jsonb_build_array(jsonb_build_object(
+                'attempt', 0, 'kind', 'dependency', 'at', now(),
+                'message', 'a job it depends on had already failed or been cancelled'))
+            ELSE '[]'::jsonb END
+FROM (SELECT {schema}.dependency_state(%(depends_on)s::bigint[]) AS state) AS s
+ON CONFLICT (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
+DO NOTHING
+RETURNING j.id, j.state;
+
+-- name: job_insert_many_after
+-- job_insert_many for a batch in which some job has dependencies: each row starts in
+-- the state dependency_state() gives it (see job_insert_after).
+INSERT INTO {schema}.jobs AS n (queue, task, args, kwargs, priority, run_at, max_attempts,
+                                dedupe_key, depends_on, state, finished_at, errors)
+SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
+       COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
+       j.dedupe_key, j.depends_on, s.state,
+       CASE WHEN s.state = 'cancelled' THEN now() END,
+       CASE WHEN s.state = 'cancelled' THEN jsonb_build_array(jsonb_build_object(
+                'attempt', 0, 'kind', 'dependency', 'at', now(),
+                'message', 'a job it depends on had already failed or been cancelled'))
+            ELSE '[]'::jsonb END
+FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
+         AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
+             run_at timestamptz, delay float8, max_attempts integer, dedupe_key text,
+             depends_on bigint[]))
+     WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
+                          max_attempts, dedupe_key, depends_on, ord)
+CROSS JOIN LATERAL (SELECT {schema}.dependency_state(j.depends_on) AS state) AS s
+ORDER BY j.ord
+ON CONFLICT (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
+DO NOTHING
+RETURNING n.id, n.state;
+
+-- name: job_missing_dependencies
+-- Before a job with dependencies goes into a caller's transaction: the ids that name no
+-- job (a failed INSERT would abort the caller's whole transaction).
+SELECT d FROM unnest(%(ids)s::bigint[]) AS d
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs AS j WHERE j.id = d)
+ORDER BY d;
+
+-- name: job_resolve_dependents
+-- Run after the commit that finished these jobs, as a statement of its own (see
+-- resolve_dependents in 0003: a job whose two parents finish at once is then seen ready
+-- by the later one). Their waiting dependents are queued, or cancelled if one of these
+-- failed. The probe on jobs_depends_on_idx (GIN, waiting jobs only) keeps it cheap for
+-- the completer, which runs it after every batch: resolve_dependents runs only when a job
+-- waits for one of these. (A count, not EXISTS: with EXISTS a generic plan walked every
+-- waiting job, expecting to stop at an early match that, most of the time, is not there.)
+SELECT CASE WHEN (SELECT count(*) FROM {schema}.jobs
+                  WHERE state = 'waiting' AND depends_on && %(ids)s::bigint[]) > 0
+            THEN {schema}.resolve_dependents(%(ids)s::bigint[]) ELSE 0 END AS moved;
+
+-- name: job_resolve_new
+-- Right after jobs with dependencies were committed (on pgqueue's own connection): if
+-- one of them is waiting although its dependencies have all finished (the last one
+-- finished while the insert was being committed, and its resolve could not see the new
+-- row yet), resolve it now. Reads only these rows; resolve_dependents runs only then.
+WITH ready AS (
+    SELECT w.depends_on FROM {schema}.jobs AS w
+    WHERE w.id = ANY(%(ids)s::bigint[]) AND w.state = 'waiting'
+      AND (NOT EXISTS (SELECT 1 FROM {schema}.jobs AS d
+                       WHERE d.id = ANY(w.depends_on) AND d.state <> 'succeeded')
+           OR EXISTS (SELECT 1 FROM {schema}.jobs AS d
+                      WHERE d.id = ANY(w.depends_on) AND d.state IN ('failed', 'cancelled')))
+), deps AS (
+    SELECT array_agg(DISTINCT d.id) AS ids
+    FROM ready CROSS JOIN LATERAL unnest(ready.depends_on) AS d(id)
+)
+SELECT CASE WHEN deps.ids IS NULL THEN 0 ELSE {schema}.resolve_dependents(deps.ids) END
+    AS moved
+FROM deps;
 
 -- name: job_id_reserve
 -- Ids for a COPY batch, taken from the identity's sequence in one round trip, so
@@ -72,21 +161,32 @@ SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_atte
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.jobs WHERE id = %(id)s;
 
+-- name: job_outcome
+-- What job.result() needs: the state, the stored result, the last error.
+SELECT state, result, errors -> -1 AS last_error, task, attempt, max_attempts,
+       run_at > now() AS scheduled
+FROM {schema}.jobs WHERE id = %(id)s;
+
 -- name: job_claim_batch
--- SKIP LOCKED lets many workers claim at once without waiting on each other.
+-- The fast path: jobs without a group key, of this worker's queues that have no limits
+-- (paused and limited queues are left to job_claim_flow). SKIP LOCKED lets many workers
+-- claim at once without waiting on each other.
 -- One LATERAL subquery per queue: with "queue = ANY(array)" PostgreSQL cannot return
 -- rows in index order and would read and sort every queued job. Per queue, the scan
--- walks jobs_claim_idx (queue, priority DESC, run_at, id) WHERE state = 'queued' in
--- ORDER BY order and stops at LIMIT (tests/integration/test_explain.py keeps it so).
--- With several queues up to LIMIT rows per queue are locked and the best LIMIT kept;
--- the others are unlocked when the statement ends.
+-- walks jobs_claim_idx (queue, priority DESC, run_at, id) WHERE state = 'queued' AND
+-- group_key IS NULL in ORDER BY order and stops at LIMIT (tests/integration/test_explain.py
+-- keeps it so). With several queues up to LIMIT rows per queue are locked and the best
+-- LIMIT kept; the others are unlocked when the statement ends.
 WITH picked AS (
     SELECT c.id
     FROM (
-        -- paused queues are skipped (the queues table is tiny; this is one lookup each)
+        -- the queues table is tiny; this is one lookup each
         SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
         WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p
-                          WHERE p.name = u.name AND p.paused_at IS NOT NULL)
+                          WHERE p.name = u.name
+                            AND (p.paused_at IS NOT NULL OR p.max_running IS NOT NULL
+                                 OR p.max_running_per_group IS NOT NULL
+                                 OR p.rate_limit IS NOT NULL))
     ) AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM {schema}.jobs
@@ -105,6 +205,150 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- a pkey lookup in any plan, ge
 RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
           j.error_count, j.lost_count, j.priority;
 
+-- name: queue_lock_limited
+-- The first statement of every job_claim_flow transaction. Limited queues (a cap on
+-- running jobs, a per-group cap or a rate limit) are claimed in turn: their rows are
+-- locked here, in name order (workers with overlapping queues cannot deadlock), and
+-- job_claim_flow then counts in its own, fresh snapshot (READ COMMITTED takes one per
+-- statement), which sees every claim committed before this lock was granted. One
+-- statement could not do it: its snapshot would be taken before it waited for the lock,
+-- and two claims would both count the same free slot.
+SELECT name FROM {schema}.queues
+WHERE name = ANY(%(queues)s::text[]) AND paused_at IS NULL
+  AND (max_running IS NOT NULL OR max_running_per_group IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY name
+FOR UPDATE;
+
+-- name: job_claim_flow
+-- What the fast path leaves: every job of a limited queue, and jobs with a group key.
+-- Runs after queue_lock_limited in one transaction, when job_claim_batch did not fill
+-- the batch.
+-- lim: per queue of this worker (paused ones left out), how many jobs it may take now:
+-- the batch size, cut by the queue's free running slots and what is left of its rate
+-- window (CASE evaluates a count only for a queue that has that limit). plain_n: the
+-- ungrouped jobs of an unlimited queue are the fast path's, so none here.
+-- plain: ungrouped jobs of limited queues, as in job_claim_batch.
+-- heads: jobs with a group key (a tenant) are claimed round-robin across groups. A
+-- recursive skip scan on jobs_group_claim_idx (queue, group_key, priority DESC, run_at,
+-- id) finds each group's best due job with one index probe per group, however many jobs
+-- a flooding group has queued. groups: the groups that may run more (per-group cap),
+-- best head first, with an even share of the batch each. grouped: up to that share from
+-- each group. Ungrouped jobs count as their own group: every job of turn 1 (each group's
+-- first, every ungrouped job) goes before any group's second.
+-- picked: per queue at most lim.n (a limit is never exceeded), then the batch.
+-- Rows locked but not picked are unlocked when the claim's transaction commits.
+WITH lim AS MATERIALIZED (
+    SELECT u.name, q.max_running_per_group AS group_cap,
+           least(%(limit)s::integer,
+                 CASE WHEN q.max_running IS NULL THEN %(limit)s::integer
+                      ELSE greatest(q.max_running - (
+                          SELECT count(*) FROM {schema}.jobs AS r
+                          WHERE r.state = 'running' AND r.queue = u.name), 0)::integer END,
+                 CASE WHEN q.rate_limit IS NULL THEN %(limit)s::integer
+                      WHEN q.rate_window_start = to_timestamp(
+                          floor(extract(epoch FROM now()) / q.rate_period) * q.rate_period)
+                      THEN greatest(q.rate_limit - q.rate_window_count, 0)
+                      ELSE q.rate_limit END) AS n,
+           coalesce(q.max_running IS NOT NULL OR q.max_running_per_group IS NOT NULL
+                    OR q.rate_limit IS NOT NULL, false) AS limited
+    FROM unnest(%(queues)s::text[]) AS u(name)
+    LEFT JOIN {schema}.queues AS q ON q.name = u.name
+    WHERE q.paused_at IS NULL
+), plain AS (
+    SELECT c.id, lim.name AS queue, c.priority, c.run_at, 1::bigint AS turn
+    FROM lim CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM {schema}.jobs
+        WHERE state = 'queued' AND group_key IS NULL AND queue = lim.name AND run_at <= now()
+        ORDER BY priority DESC, run_at, id
+        LIMIT lim.n
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE lim.limited
+), heads AS (
+    WITH RECURSIVE walk AS (
+        SELECT lim.name AS queue, h.group_key, h.priority, h.run_at, h.id
+        FROM lim CROSS JOIN LATERAL (
+            SELECT group_key, priority, run_at, id FROM {schema}.jobs
+            WHERE state = 'queued' AND group_key IS NOT NULL AND queue = lim.name
+              AND run_at <= now()
+            ORDER BY group_key, priority DESC, run_at, id
+            LIMIT 1
+        ) AS h
+        WHERE lim.n > 0
+        UNION ALL
+        SELECT w.queue, h.group_key, h.priority, h.run_at, h.id
+        FROM walk AS w CROSS JOIN LATERAL (
+            SELECT group_key, priority, run_at, id FROM {schema}.jobs
+            WHERE state = 'queued' AND group_key IS NOT NULL AND queue = w.queue
+              AND group_key > w.group_key AND run_at <= now()
+            ORDER BY group_key, priority DESC, run_at, id
+            LIMIT 1
+        ) AS h
+    )
+    SELECT * FROM walk
+), groups AS (
+    SELECT g.queue, g.group_key, g.room, g.turn,
+           greatest(1, ceil(lim.n::numeric / count(*) OVER (PARTITION BY g.queue)))::integer
+               AS share
+    FROM (
+        SELECT h.queue, h.group_key,
+               CASE WHEN lim.group_cap IS NULL THEN lim.n
+                    ELSE least(lim.n, lim.group_cap - (
+                        SELECT count(*) FROM {schema}.jobs AS r
+                        WHERE r.state = 'running' AND r.group_key IS NOT NULL
+                          AND r.queue = h.queue AND r.group_key = h.group_key))::integer
+               END AS room,
+               row_number() OVER (PARTITION BY h.queue
+                                  ORDER BY h.priority DESC, h.run_at, h.id) AS turn
+        FROM heads AS h JOIN lim ON lim.name = h.queue
+    ) AS g
+    JOIN lim ON lim.name = g.queue
+    WHERE g.room > 0 AND g.turn <= lim.n
+), grouped AS (
+    SELECT c.id, g.queue, c.priority, c.run_at, row_number() OVER (
+               PARTITION BY g.queue, g.group_key ORDER BY c.priority DESC, c.run_at, c.id
+           ) AS turn
+    FROM groups AS g CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM {schema}.jobs
+        WHERE state = 'queued' AND group_key = g.group_key AND queue = g.queue
+          AND run_at <= now()
+        ORDER BY priority DESC, run_at, id
+        LIMIT least(g.room, g.share)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), picked AS (
+    SELECT x.id, x.turn, x.priority, x.run_at
+    FROM (
+        SELECT a.*, row_number() OVER (PARTITION BY a.queue
+                                       ORDER BY a.turn, a.priority DESC, a.run_at, a.id) AS nth
+        FROM (SELECT * FROM plain UNION ALL SELECT * FROM grouped) AS a
+    ) AS x
+    JOIN lim ON lim.name = x.queue
+    WHERE x.nth <= lim.n
+    ORDER BY x.turn, x.priority DESC, x.run_at, x.id
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
+        started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
+              j.error_count, j.lost_count, j.priority
+), rate_counted AS (
+    -- a rate-limited queue's window count moves with what this claim took (its row is
+    -- locked by queue_lock_limited, so the counts add up exactly)
+    UPDATE {schema}.queues AS q
+    SET rate_window_start = to_timestamp(
+            floor(extract(epoch FROM now()) / q.rate_period) * q.rate_period),
+        rate_window_count = c.n + CASE
+            WHEN q.rate_window_start = to_timestamp(
+                floor(extract(epoch FROM now()) / q.rate_period) * q.rate_period)
+            THEN q.rate_window_count ELSE 0 END
+    FROM (SELECT queue, count(*) AS n FROM claimed GROUP BY queue) AS c
+    WHERE q.name = c.queue AND q.rate_limit IS NOT NULL
+)
+SELECT * FROM claimed;
+
 -- name: job_seconds_to_next
 -- Asked only by an idle worker: seconds until the earliest queued job of its queues is
 -- due (NULL if none), measured on the server's clock so worker clocks do not matter.
@@ -122,7 +366,9 @@ WHERE state = 'queued'
 -- Rows are locked in id order first (the heartbeat does the same), so a completion and
 -- a heartbeat touching the same jobs cannot deadlock. "id = ANY(ids)" keeps the lookup
 -- on the primary key (a join with the decoded batch got merge-joined over the whole
--- index).
+-- index). Whoever waits for a result (job.result()) hears of the whole batch on
+-- {done_channel}: one NOTIFY per 300 ids (a payload must stay under 8000 bytes; 300
+-- bigints with commas take at most 6000).
 WITH mine AS (
     SELECT j.id, j.attempt FROM {schema}.jobs AS j
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
@@ -131,29 +377,41 @@ WITH mine AS (
     FOR UPDATE OF j
 ), d AS (
     SELECT * FROM jsonb_to_recordset(%(done)s::jsonb) AS d(id bigint, attempt integer, result jsonb)
+), done AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'succeeded', finished_at = now(), result = d.result, lease_expires_at = NULL
+    FROM mine JOIN d ON d.id = mine.id AND d.attempt = mine.attempt
+    WHERE j.id = mine.id
+    RETURNING j.id
+), told AS (
+    SELECT pg_notify('{done_channel}', string_agg(x.id::text, ','))
+    FROM (SELECT id, row_number() OVER () - 1 AS n FROM done) AS x
+    GROUP BY x.n / 300
 )
-UPDATE {schema}.jobs AS j
-SET state = 'succeeded', finished_at = now(), result = d.result, lease_expires_at = NULL
-FROM mine JOIN d ON d.id = mine.id AND d.attempt = mine.attempt
-WHERE j.id = mine.id
-RETURNING j.id;
+-- (the condition makes the statement run told, once)
+SELECT id FROM done
+WHERE (SELECT count(*) FROM told) >= 0;
 
 -- name: job_fail_fenced
 -- One failed attempt: back to queued after the backoff, or to failed (the dead letter)
--- when the attempts are used up or the error is final.
-UPDATE {schema}.jobs
-SET error_count = error_count + 1,
-    state = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
-                 THEN 'failed' ELSE 'queued' END,
-    run_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
-                  THEN run_at ELSE now() + make_interval(secs => %(backoff)s::float8) END,
-    finished_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
-                       THEN now() END,
-    errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('at', now())),
-    lease_expires_at = NULL, worker_id = NULL
-WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-  AND state = 'running'
-RETURNING state, run_at;
+-- when the attempts are used up or the error is final (then {done_channel} hears it).
+WITH failed AS (
+    UPDATE {schema}.jobs
+    SET error_count = error_count + 1,
+        state = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                     THEN 'failed' ELSE 'queued' END,
+        run_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                      THEN run_at ELSE now() + make_interval(secs => %(backoff)s::float8) END,
+        finished_at = CASE WHEN %(final)s OR error_count + lost_count + 1 >= max_attempts
+                           THEN now() END,
+        errors = errors || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('at', now())),
+        lease_expires_at = NULL, worker_id = NULL
+    WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state = 'running'
+    RETURNING id, state, run_at
+)
+SELECT state, run_at, CASE WHEN state = 'failed' THEN pg_notify('{done_channel}', id::text) END
+FROM failed;
 
 -- name: job_heartbeat_fenced
 -- Renews every lease a worker holds in one statement; ids missing from RETURNING were
@@ -186,15 +444,19 @@ WHERE j.id = ANY(%(ids)s::bigint[]) AND j.attempt = h.attempt
 
 -- name: job_cancel_fenced
 -- The worker stopped a job whose cancellation was asked for (cancel_job): it ends
--- cancelled, is not retried, and the request is recorded in its errors.
-UPDATE {schema}.jobs
-SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
-    errors = errors || jsonb_build_array(jsonb_build_object(
-        'attempt', attempt, 'kind', 'cancelled', 'at', now(), 'worker', worker_id,
-        'message', 'cancelled on request while running'))
-WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-  AND state = 'running'
-RETURNING id;
+-- cancelled, is not retried, and the request is recorded in its errors. Whoever waits
+-- for its result hears it on {done_channel}.
+WITH cancelled AS (
+    UPDATE {schema}.jobs
+    SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+        errors = errors || jsonb_build_array(jsonb_build_object(
+            'attempt', attempt, 'kind', 'cancelled', 'at', now(), 'worker', worker_id,
+            'message', 'cancelled on request while running'))
+    WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+      AND state = 'running'
+    RETURNING id
+)
+SELECT id, pg_notify('{done_channel}', id::text) FROM cancelled;
 
 -- name: job_extend_lease_fenced
 -- A handler asks for more time for its own job; no row means the lease is already lost.
@@ -225,8 +487,10 @@ WITH mine AS (
     WHERE j.id = mine.id
     RETURNING j.id, j.queue, j.state
 )
--- (a job whose cancellation was asked for but not yet heard ends cancelled)
-SELECT id, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
+-- (a job whose cancellation was asked for but not yet heard ends cancelled, and whoever
+-- waits for its result hears it on {done_channel})
+SELECT id, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue)
+                ELSE pg_notify('{done_channel}', id::text) END, state
 FROM released;
 
 -- name: job_reap_expired
@@ -267,8 +531,37 @@ WITH lock AS MATERIALIZED (
     WHERE j.id = expired.id
     RETURNING j.id, j.queue, j.state
 )
-SELECT id, state, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
+-- (a job that ends failed or cancelled is told on {done_channel}: someone may wait for it)
+SELECT id, state, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue)
+                       ELSE pg_notify('{done_channel}', id::text) END
 FROM reaped;
+
+-- name: job_dependencies_sweep
+-- Maintenance: waiting jobs that should have moved on but did not: a worker died between
+-- finishing a job and resolving its dependents, or a dependent was enqueued in a
+-- caller's transaction that committed just as its last dependency finished. One worker
+-- at a time (advisory lock inside the statement, as the reaper). stuck is found without
+-- locking anything (most waiting jobs wait for good reason); only their dependencies go
+-- to resolve_dependents, which locks and checks again. A missing (pruned) dependency
+-- counts as succeeded, as in resolve_dependents.
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext(%(key)s)) AS locked
+), stuck AS MATERIALIZED (
+    SELECT w.depends_on FROM {schema}.jobs AS w
+    WHERE w.state = 'waiting' AND (SELECT locked FROM lock)
+      AND (NOT EXISTS (SELECT 1 FROM {schema}.jobs AS d
+                       WHERE d.id = ANY(w.depends_on) AND d.state <> 'succeeded')
+           OR EXISTS (SELECT 1 FROM {schema}.jobs AS d
+                      WHERE d.id = ANY(w.depends_on) AND d.state IN ('failed', 'cancelled')))
+    LIMIT %(limit)s
+), deps AS (
+    SELECT array_agg(DISTINCT d.id) AS ids
+    FROM stuck CROSS JOIN LATERAL unnest(stuck.depends_on) AS d(id)
+)
+SELECT (SELECT count(*) FROM stuck) AS stuck,
+       CASE WHEN deps.ids IS NULL THEN 0 ELSE {schema}.resolve_dependents(deps.ids) END
+           AS moved
+FROM deps;
 
 -- name: worker_heartbeat
 -- Registers the worker on its first beat and touches it on every later one; an upsert,
@@ -335,7 +628,7 @@ VACUUM (ANALYZE) {schema}.jobs;
 -- name: queue_stats_list
 SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,
        finished_last_minute, paused, waiting, max_running, max_running_per_group,
-       rate_limit, rate_period
+       rate_limit, rate_period, priority_aging
 FROM {schema}.queue_stats
 ORDER BY queue;
 
@@ -363,6 +656,10 @@ SELECT {schema}.cancel_job(%(id)s) AS state;
 -- name: queue_pause
 SELECT {schema}.pause_queue(%(queue)s);
 
+-- name: queue_set_limits
+SELECT {schema}.set_queue_limits(%(queue)s, %(max_running)s, %(max_running_per_group)s,
+                                 %(rate_limit)s, %(rate_period)s, %(priority_aging)s);
+
 -- name: queue_resume
 SELECT {schema}.resume_queue(%(queue)s) AS resumed;
 
@@ -382,3 +679,117 @@ SELECT id, host, pid, queues, concurrency, started_at, last_heartbeat_at,
            AS running
 FROM {schema}.workers AS w
 ORDER BY started_at;
+
+-- Periodic jobs
+-- One row per schedule in {schema}.periodic. Every worker of the app runs the scheduler
+-- (pgqueue/maintenance/scheduler.py); last_tick only moves forward, and only through
+-- periodic_advance's compare-and-set, which is what makes it one job per tick.
+
+-- name: periodic_state
+-- One row per schedule the worker knows (NULLs for one without a row yet), each with the
+-- database's clock: ticks are judged on one clock for all workers, not on theirs.
+SELECT now() AS now, n.name, p.schedule, p.last_tick
+FROM unnest(%(names)s::text[]) AS n(name)
+LEFT JOIN {schema}.periodic AS p ON p.name = n.name;
+
+-- name: periodic_register
+-- A new schedule starts at its latest tick at or before now, so its first job is for
+-- the next tick. Workers registering at once: one insert wins, the others do nothing.
+INSERT INTO {schema}.periodic (name, schedule, last_tick)
+VALUES (%(name)s, %(schedule)s, %(tick)s)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: periodic_reschedule
+-- The code's schedule differs from the stored one (a deploy changed it): store it and go
+-- on from now without enqueueing the ticks in between. last_tick never moves back, so a
+-- tick that has its job never gets another. Matching the old text makes one of several
+-- workers that see the change do it.
+UPDATE {schema}.periodic
+SET schedule = %(schedule)s, last_tick = GREATEST(last_tick, %(tick)s), updated_at = now()
+WHERE name = %(name)s AND schedule = %(old_schedule)s;
+
+-- name: periodic_advance
+-- Exactly one job per tick. One statement (so one transaction, and no transaction left
+-- open between round trips) moves last_tick from the value this worker read (prev) to
+-- the new one, and inserts the ticks' jobs only if that move happened. Workers racing
+-- for the same tick all run the UPDATE: the first locks the row; the others wait for its
+-- commit, then PostgreSQL re-checks their WHERE against the committed row (READ
+-- COMMITTED), finds last_tick <> prev and updates nothing, so their INSERT reads no row
+-- from "advanced" and adds no job. If the statement fails, nothing moved: the tick stays
+-- due for the next pass. The schedule text in the WHERE keeps a worker running older
+-- code from enqueueing a tick of a schedule that was just replaced. Each job's dedupe_key
+-- 'periodic:<name>:<tick>' names its tick for good (run_at is the tick too, until a retry
+-- moves it); DO NOTHING skips a job whose key an unfinished job holds (nothing else should
+-- ever hold it). The INSERT fires the jobs NOTIFY trigger.
+WITH advanced AS (
+    UPDATE {schema}.periodic
+    SET last_tick = %(tick)s, updated_at = now()
+    WHERE name = %(name)s AND last_tick = %(prev)s AND schedule = %(schedule)s
+    RETURNING name
+), inserted AS (
+    INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
+                               dedupe_key)
+    SELECT %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb,
+           %(priority)s::smallint, t.tick, %(max_attempts)s::integer, t.key
+    FROM advanced
+    CROSS JOIN unnest(%(ticks)s::timestamptz[], %(keys)s::text[]) AS t(tick, key)
+    ORDER BY t.tick
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM advanced) > 0 AS advanced,
+       (SELECT array_agg(id ORDER BY id) FROM inserted) AS job_ids;
+
+-- name: periodic_list
+SELECT name, schedule, last_tick, updated_at FROM {schema}.periodic ORDER BY name;
+
+-- name: job_age_priorities
+-- Priority aging (queues.priority_aging): once per aging period per queue, fleet-wide,
+-- due jobs that have waited at least that long behind higher-priority work of their
+-- queue move up one step, so a low-priority job still runs under a constant stream of
+-- high-priority ones (after about (top - its priority) periods).
+-- due: the compare-and-set on priority_aged_at picks the queues whose pass is due; a
+-- worker that comes a moment later finds the stamp fresh and does nothing (no double
+-- aging however many workers run this). top: the queue's best due priority (ungrouped
+-- jobs by jobs_claim_idx order; grouped ones by max over their index). aged: jobs below
+-- it, highest first, at most LIMIT per queue and pass, SKIP LOCKED (a job being claimed
+-- is left alone). A job never passes the top, so priorities stay in smallint range.
+WITH due AS (
+    UPDATE {schema}.queues
+    SET priority_aged_at = now()
+    WHERE name = ANY(%(queues)s::text[]) AND priority_aging IS NOT NULL AND paused_at IS NULL
+      AND (priority_aged_at IS NULL
+           OR priority_aged_at <= now() - make_interval(secs => priority_aging))
+    RETURNING name, priority_aging
+), top AS (
+    SELECT due.name, due.priority_aging, greatest(
+        (SELECT priority FROM {schema}.jobs
+         WHERE state = 'queued' AND group_key IS NULL AND queue = due.name AND run_at <= now()
+         ORDER BY priority DESC, run_at, id LIMIT 1),
+        (SELECT max(priority) FROM {schema}.jobs
+         WHERE state = 'queued' AND group_key IS NOT NULL AND queue = due.name
+           AND run_at <= now())) AS top
+    FROM due
+), aged_plain AS (
+    SELECT c.id FROM top CROSS JOIN LATERAL (
+        SELECT id FROM {schema}.jobs
+        WHERE state = 'queued' AND group_key IS NULL AND queue = top.name
+          AND priority < top.top
+          AND run_at <= now() - make_interval(secs => top.priority_aging)
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), aged_grouped AS (
+    SELECT c.id FROM top CROSS JOIN LATERAL (
+        SELECT id FROM {schema}.jobs
+        WHERE state = 'queued' AND group_key IS NOT NULL AND queue = top.name
+          AND priority < top.top
+          AND run_at <= now() - make_interval(secs => top.priority_aging)
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+)
+UPDATE {schema}.jobs AS j SET priority = j.priority + 1
+WHERE j.id = ANY(ARRAY(SELECT id FROM aged_plain UNION ALL SELECT id FROM aged_grouped))
+RETURNING j.id;

@@ -4,6 +4,9 @@ Failures are written one by one (they carry a traceback and a retry decision). A
 that fails because the database is away is retried with backoff, keeping the jobs held
 (their leases renewed) until it lands. A fenced write that changes no row means the
 lease was lost: another worker owns the job, so this result is logged and thrown away.
+The finishing statements tell result waiters on the done channel themselves; after they
+commit, the jobs that finished are handed to ``job_resolve_dependents`` (in a statement
+of its own) so that jobs waiting for them (``after=``) move on.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ..db import first_line
+from ..maintenance.dependencies import resolve_dependents
 from ..sql import query
 from .heartbeat import Held
 from .runner import Outcome
@@ -142,6 +146,7 @@ class Completer:
         ok = [o for o in batch if o.ok]
         bad = [o for o in batch if not o.ok and not o.cancelled]
         cancelled = [o for o in batch if o.cancelled]
+        finished: list[int] = []
         async with self.pool.connection() as conn:
             if ok:
                 records = ",".join(
@@ -157,6 +162,7 @@ class Completer:
                     },
                 )
                 done = {int(r[0]) for r in await cur.fetchall()}
+                finished.extend(done)
                 for o in ok:
                     o.written = True
                     self.held.discard(o.job.id, o.job.attempt)
@@ -170,6 +176,8 @@ class Completer:
                 row = await cur.fetchone()
                 o.written = True
                 self.held.discard(o.job.id, o.job.attempt)
+                if row:
+                    finished.append(o.job.id)
                 self._finish_log(o, "cancelled" if row else None)
             for o in bad:
                 row = await (
@@ -192,7 +200,10 @@ class Completer:
                     self.on_retry_scheduled()
                 elif state == "failed":
                     self.failed += 1
+                    finished.append(o.job.id)
                 self._finish_log(o, state)
+            if finished:
+                await resolve_dependents(conn, self.schema, finished)
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
         if state == "succeeded" and not log.isEnabledFor(logging.INFO):

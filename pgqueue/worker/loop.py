@@ -30,7 +30,9 @@ from psycopg_pool import AsyncConnectionPool
 from ..app import App
 from ..db import first_line
 from ..listener import Listener
-from ..maintenance import Pruner, Reaper, Vacuumer
+from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
+from ..maintenance.aging import Ager
+from ..maintenance.dependencies import DependencySweep, resolve_dependents
 from ..sql import cancel_channel_for, channel_for
 from .completer import Completer
 from .config import WorkerConfig
@@ -194,6 +196,7 @@ class Worker:
         )
         self.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
         self.vacuumer = Vacuumer(pool, schema)
+        self.ager = Ager(pool, schema, cfg.queues, interval=cfg.maintenance_interval)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
@@ -202,7 +205,16 @@ class Worker:
             asyncio.create_task(self.reaper.run(), name="pgqueue-reaper"),
             asyncio.create_task(self.pruner.run(), name="pgqueue-pruner"),
             asyncio.create_task(self.vacuumer.run(), name="pgqueue-vacuumer"),
+            asyncio.create_task(self.ager.run(), name="pgqueue-priority-aging"),
+            asyncio.create_task(  # every 10 maintenance intervals (10 s by default)
+                DependencySweep(pool, schema, interval=10 * cfg.maintenance_interval).run(),
+                name="pgqueue-dependency-sweep",
+            ),
         ]
+        # Periodic tasks: every worker schedules all of the app's (one job per tick anyway).
+        self.scheduler = Scheduler(pool, schema, self.app.schedules.values())
+        if self.app.schedules:
+            background.append(asyncio.create_task(self.scheduler.run(), name="pgqueue-scheduler"))
         if cfg.listen:
             self.listener = Listener(
                 dsn,
@@ -257,6 +269,14 @@ class Worker:
             self._wake.clear()
             try:
                 jobs = await self._claim(want)
+                if len(jobs) < want:
+                    # Start what the fast path found, then look for limited and grouped work.
+                    dispatcher.add(jobs)
+                    await asyncio.sleep(0)  # their handlers start before the next claim
+                    flow_jobs = await self._claim(want - len(jobs), flow=True)
+                    jobs, claimed = flow_jobs, len(jobs) + len(flow_jobs)
+                else:
+                    claimed = len(jobs)
                 backoff = 0.1
             except psycopg.Error as exc:
                 log.warning("claim failed, retrying in %.1fs: %s", backoff, first_line(exc))
@@ -266,9 +286,9 @@ class Worker:
             if self._stopping:
                 break  # claimed jobs stay held and are handed back by the shutdown
             dispatcher.add(jobs)
-            if jobs:
+            if claimed:
                 due_backoff = _DUE_BACKOFF_START
-            if len(jobs) == want:
+            if claimed == want:
                 continue  # there may be more; claim again as soon as a slot allows
             timeout = await self._idle_timeout()
             if timeout <= 0:
@@ -279,17 +299,24 @@ class Worker:
                 due_backoff = _DUE_BACKOFF_START
             await self._sleep(timeout, wake=self._wake)
 
-    async def _claim(self, limit: int) -> list[Claimed]:
+    async def _claim(self, limit: int, *, flow: bool = False) -> list[Claimed]:
+        """Claim up to ``limit`` jobs: the fast path (ungrouped jobs of queues without
+        limits), or with ``flow`` what it leaves (limited queues, grouped jobs)."""
+        params = {
+            "queues": self.config.queues,
+            "limit": limit,
+            "worker_id": self.id,
+            "lease": self.config.lease,
+        }
         async with self.claim_pool.connection() as conn:
-            cur = await conn.execute(
-                self.app.query("job_claim_batch"),
-                {
-                    "queues": self.config.queues,
-                    "limit": limit,
-                    "worker_id": self.id,
-                    "lease": self.config.lease,
-                },
-            )
+            if flow:
+                # One transaction, one round trip (pipeline): lock the limited queues' rows,
+                # then claim in a fresh snapshot (see queue_lock_limited for why).
+                async with conn.pipeline(), conn.transaction():
+                    await conn.execute(self.app.query("queue_lock_limited"), params)
+                    cur = await conn.execute(self.app.query("job_claim_flow"), params)
+            else:
+                cur = await conn.execute(self.app.query("job_claim_batch"), params)
             rows = await cur.fetchall()
         jobs = [Claimed.from_row(r) for r in rows]
         for job in jobs:
@@ -398,7 +425,11 @@ class Worker:
                             "worker_id": self.id,
                         },
                     )
-                    released = [r[0] for r in await cur.fetchall()]
+                    rows = await cur.fetchall()
+                    released = [r[0] for r in rows]
+                    ended = [r[0] for r in rows if r[2] == "cancelled"]  # (cancel requested)
+                    if ended:
+                        await resolve_dependents(conn, self.app.schema, ended)
                     shown = ", ".join(map(str, released[:20]))
                     more = f" and {len(released) - 20} more" if len(released) > 20 else ""
                     log.warning(

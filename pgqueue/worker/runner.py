@@ -81,16 +81,54 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _result_json(value: Any) -> str:
-    """The result as JSON, or ``null`` when it cannot be stored (not JSON, or a string with
-    a NUL character): one result the database refuses must not hold up other jobs' writes."""
+def _result_json(value: Any) -> str | None:
+    """The result as JSON, or None when it cannot be stored: not JSON (NaN and infinity
+    included), or a string with a NUL character, which jsonb refuses. Dict keys that are
+    not strings become strings, as ``json`` does."""
     if value is None:
         return "null"
     try:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
-        return "null"
-    return "null" if "\\u0000" in text and _JSON_NUL.search(text) else text
+        return None
+    return None if "\\u0000" in text and _JSON_NUL.search(text) else text
+
+
+def _why_not_json(value: Any) -> str:
+    try:
+        _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = str(exc)
+        return "NaN and infinity are not JSON" if "Out of range float" in reason else reason
+    return "it contains a NUL character (\\u0000), which PostgreSQL's jsonb cannot store"
+
+
+def result_not_json(job: Claimed, value: Any, started: float) -> Outcome:
+    """The outcome of a handler whose return value cannot be stored as its result: the
+    job fails for good (kind ``result_not_json``; running it again would redo its work
+    and return the same), rather than succeed with its result silently lost."""
+    try:
+        reason = _why_not_json(value)
+    except Exception:  # a value whose repr/str fails inside the encoder's message
+        reason = "it cannot be encoded"
+    message = (
+        f"the handler's return value ({type(value).__name__}) is not JSON ({reason}); return "
+        "plain str/int/float/bool/None/list/dict values (e.g. a datetime as .isoformat()), "
+        "or None for no result"
+    )
+    return Outcome(
+        job,
+        ok=False,
+        final=True,
+        error={
+            "attempt": job.attempt,
+            "kind": "result_not_json",
+            "type": None,
+            "message": _storable(message),
+            "traceback": None,
+        },
+        duration=time.monotonic() - started,
+    )
 
 
 def _storable(text: str) -> str:
@@ -243,6 +281,7 @@ async def run_job(
         raise
     except BaseException as exc:
         return failure(job, task, exc, started)
-    return Outcome(
-        job, ok=True, result_json=_result_json(value), duration=time.monotonic() - started
-    )
+    text = _result_json(value)
+    if text is None:
+        return result_not_json(job, value, started)
+    return Outcome(job, ok=True, result_json=text, duration=time.monotonic() - started)

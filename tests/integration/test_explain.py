@@ -33,6 +33,15 @@ def test_claim_and_reaper_use_their_indexes(
     )
     assert "jobs_claim_idx" in claim, claim
     assert "Seq Scan" not in claim, claim
+    flow = _plan(
+        conn,
+        app.query("job_claim_flow"),
+        {"queues": ["q1"], "limit": 10, "worker_id": "w", "lease": 30.0},
+    )
+    # ungrouped jobs of limited queues, and grouped ones through their own index (one
+    # probe per group); the queues table is a handful of rows, a sequential scan is fine
+    assert "jobs_claim_idx" in flow and "jobs_group_claim_idx" in flow, flow
+    assert "Seq Scan on jobs" not in flow, flow
 
     reap = _plan(conn, app.query("job_reap_expired"), {"limit": 1000, "key": "k"})
     assert "jobs_lease_idx" in reap, reap
@@ -64,6 +73,7 @@ def test_fenced_batch_writes_look_jobs_up_by_primary_key(
 
 GENERIC_CASES = [
     ("job_claim_batch", "ARRAY['q1'], 10, 'w', 30", "jobs_claim_idx"),
+    ("job_claim_flow", "10, ARRAY['q1'], 'w', 30", "jobs_group_claim_idx"),
     ("job_complete_fenced", "ARRAY[1,2,3]::bigint[], 'w', '[]'", "jobs_pkey"),
     ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', 30, ARRAY[1,1,1]", "jobs_pkey"),
     ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]", "jobs_pkey"),

@@ -53,6 +53,7 @@ JOBS_INDEXES = {
     "jobs_pkey",
     "jobs_claim_idx",
     "jobs_group_claim_idx",
+    "jobs_group_running_idx",
     "jobs_lease_idx",
     "jobs_dedupe_key_idx",
     "jobs_dedupe_finished_idx",
@@ -285,6 +286,7 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "max_running_per_group",
         "rate_limit",
         "rate_period",
+        "priority_aging",
     ]
     assert columns("running_jobs") == [
         "id",
@@ -319,6 +321,8 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "rate_period",
         "rate_window_start",
         "rate_window_count",
+        "priority_aging",
+        "priority_aged_at",
     ]
     assert columns("periodic") == ["name", "schedule", "last_tick", "updated_at"]
 

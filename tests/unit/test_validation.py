@@ -46,6 +46,7 @@ def test_valid_spec_becomes_params() -> None:
         "delay": 0.0,
         "max_attempts": 3,
         "dedupe_key": "k",
+        "depends_on": None,
     }
 
 
@@ -291,8 +292,12 @@ def test_channel_is_filled_in() -> None:
     assert channel_for("abc") == "abc_jobs"
     with_channel = [sql for sql in queries("abc").values() if "pg_notify" in sql]
     assert with_channel, "some query notifies"
+    channels = set()
     for sql in with_channel:
-        assert "pg_notify('abc_jobs'" in sql
+        assert "{channel}" not in sql and "{done_channel}" not in sql
+        channels |= set(re.findall(r"pg_notify\('([^']*)'", sql))
+    # queue names for workers; ids of finished jobs for result waiters
+    assert channels == {"abc_jobs", "abc_done"}
 
 
 def test_unknown_query_is_a_key_error() -> None:

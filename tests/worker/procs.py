@@ -59,7 +59,15 @@ class WorkerProc:
     """One ``python -m pgqueue.cli --app sample_app work ...`` process (its own session, so
     that killing its process group also kills supervised children)."""
 
-    def __init__(self, dsn: str, schema: str, args: list[str], name: str, logdir: Path) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        args: list[str],
+        name: str,
+        logdir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = logdir / f"{name}.log"
         env = {
@@ -68,6 +76,7 @@ class WorkerProc:
             if k not in ("PGQUEUE_APP", "DATABASE_URL", "PGQUEUE_TEST_DSN")
         }
         env.update(PGQUEUE_DSN=dsn, PGQUEUE_SCHEMA=schema, PGAPPNAME=name, PYTHONUNBUFFERED="1")
+        env.update(extra_env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pgqueue.cli", "--app", APP, "work", *args],
@@ -142,9 +151,12 @@ class Workers:
         self.logdir = Path(tempfile.mkdtemp(prefix="pgqworkers"))
         self.procs: list[WorkerProc] = []
 
-    def start(self, *args: str, name: str | None = None) -> WorkerProc:
+    def start(
+        self, *args: str, name: str | None = None, env: dict[str, str] | None = None
+    ) -> WorkerProc:
+        """A worker process; ``env`` adds environment variables (sample_app reads some)."""
         proc = WorkerProc(
-            self.dsn, self.schema, list(args), name or f"w{len(self.procs)}", self.logdir
+            self.dsn, self.schema, list(args), name or f"w{len(self.procs)}", self.logdir, env
         )
         self.procs.append(proc)
         return proc

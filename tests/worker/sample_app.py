@@ -87,6 +87,14 @@ async def blocking_async(ctx: JobContext, seconds: float) -> dict[str, Any]:
     return _record(ctx, "blocking_async")
 
 
+@app.task(name="span", pass_context=True, retry=FAST_RETRY)
+def span(ctx: JobContext, seconds: float = 0.0) -> dict[str, Any]:
+    """Record 'start', sleep, record 'end': a test can count how many ran at once."""
+    _record(ctx, "start")
+    time.sleep(seconds)
+    return _record(ctx, "end")
+
+
 @app.task(name="always_raises", pass_context=True, retry=FAST_RETRY)
 def always_raises(ctx: JobContext) -> None:
     _record(ctx, "raises")
@@ -98,3 +106,41 @@ def kill_self(ctx: JobContext) -> None:
     """Record, then SIGKILL the worker process that runs it."""
     _record(ctx, "kill_self")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Periodic tasks, only when the test asks for them (SAMPLE_PERIODIC=1): every worker runs
+# the scheduler of every periodic task, so they would add jobs to other tests' counts.
+# One tick a second on queue 'periodic'; grace 0.9 s (< 1 tick), so after a gap of several
+# ticks only the newest one can be on time (tests/worker/test_periodic.py).
+if os.environ.get("SAMPLE_PERIODIC") == "1":
+
+    @app.periodic(every=1, name="tick_latest", queue="periodic", grace=0.9, pass_context=True)
+    def tick_latest(ctx: JobContext) -> dict[str, Any]:
+        return _record(ctx, "tick_latest")
+
+    @app.periodic(
+        every=1,
+        name="tick_none",
+        catch_up="none",
+        queue="periodic",
+        grace=0.9,
+        pass_context=True,
+    )
+    def tick_none(ctx: JobContext) -> dict[str, Any]:
+        return _record(ctx, "tick_none")
+
+
+@app.task(name="evaluate", pass_context=True, retry=FAST_RETRY)
+def evaluate(ctx: JobContext, n: int, seconds: float = 0.0) -> dict[str, Any]:
+    """One evaluation: a score of ``n * 10`` after ``seconds``."""
+    time.sleep(seconds)
+    _record(ctx, "evaluate")
+    return {"n": n, "score": n * 10, "pid": os.getpid()}
+
+
+@app.task(name="summarize", pass_context=True, retry=FAST_RETRY)
+def summarize(ctx: JobContext, ids: list[int]) -> dict[str, Any]:
+    """Runs after the evaluations ``ids`` (after=): reads their results and sums them."""
+    _record(ctx, "summarize")
+    scores = [app.job(i).result(timeout=10)["score"] for i in ids]
+    return {"total": sum(scores), "count": len(scores)}

@@ -49,9 +49,10 @@ def test_sync_and_async_handlers_succeed(app: App, conn: Conn, schema: str) -> N
 
     @app.task(name="opaque")
     def opaque() -> object:
-        return object()  # not JSON: the job still succeeds, with no result
+        return object()  # not JSON: the job fails for good rather than lose its result
 
-    ids = [add.defer(2, 3), amul.defer(4, 5), opaque.defer()]
+    ids = [add.defer(2, 3), amul.defer(4, 5)]
+    opaque_id = opaque.defer()
     with running(app) as worker:
         row = conn.execute(
             f'SELECT host, pid, queues, concurrency FROM "{schema}".workers WHERE id = %s',
@@ -60,8 +61,12 @@ def test_sync_and_async_handlers_succeed(app: App, conn: Conn, schema: str) -> N
         assert row is not None and row[1:] == (os.getpid(), ["default"], 10)
         for job_id in ids:
             wait_state(conn, schema, job_id, "succeeded")
+        failed = wait_state(conn, schema, opaque_id, "failed")
+    assert failed["attempt"] == 1 and failed["result"] is None
+    assert [e["kind"] for e in failed["errors"]] == ["result_not_json"]
+    assert "(object) is not JSON" in failed["errors"][0]["message"]
     rows = [job(conn, schema, i) for i in ids]
-    assert [r["result"] for r in rows] == [5, {"product": 20}, None]
+    assert [r["result"] for r in rows] == [5, {"product": 20}]
     for r in rows:
         assert r["attempt"] == 1 and r["errors"] == [] and r["error_count"] == 0
         assert r["finished_at"] is not None and r["started_at"] is not None
@@ -443,9 +448,9 @@ def test_due_job_row_locked_elsewhere_does_not_make_the_worker_spin(
         with running(app, poll_interval=1.0) as worker:
             claim = worker._claim
 
-            async def counting_claim(limit: int) -> Any:
-                calls["n"] += 1
-                return await claim(limit)
+            async def counting_claim(limit: int, *, flow: bool = False) -> Any:
+                calls["n"] += not flow  # (each fast claim may be followed by a flow claim)
+                return await claim(limit, flow=flow)
 
             worker._claim = counting_claim  # type: ignore[method-assign]
             time.sleep(1.5)
@@ -461,7 +466,7 @@ def test_results_and_errors_postgres_cannot_store_do_not_block_other_jobs(
 ) -> None:
     @app.task(name="nul_result")
     def nul_result() -> str:
-        return "a\x00b"  # jsonb refuses \u0000
+        return "a\x00b"  # jsonb refuses \u0000: the job fails (result_not_json), not stuck
 
     @app.task(name="backslash_result")
     def backslash_result() -> str:
@@ -479,9 +484,11 @@ def test_results_and_errors_postgres_cannot_store_do_not_block_other_jobs(
     with running(app, concurrency=4):
         rows = [
             wait_state(conn, schema, i, s)
-            for i, s in zip(ids, ["succeeded", "succeeded", "failed", "succeeded"], strict=True)
+            for i, s in zip(ids, ["failed", "succeeded", "failed", "succeeded"], strict=True)
         ]
     assert [r["result"] for r in rows] == [None, "a\\u0000b", None, 1]
+    assert rows[0]["errors"][0]["kind"] == "result_not_json"
+    assert "NUL character" in rows[0]["errors"][0]["message"]
     (err,) = rows[2]["errors"]
     assert err["message"] == "ValueError: bad\\x00byte"
     assert "bad\\x00byte" in err["traceback"]

@@ -115,6 +115,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "max_running_per_group": None,
         "rate_limit": None,
         "rate_period": None,
+        "priority_aging": None,
     }
     other_age = s["other"].pop("oldest_queued_age_seconds")
     assert 5 <= float(other_age) < 30
@@ -130,6 +131,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "max_running_per_group": None,
         "rate_limit": None,
         "rate_period": None,
+        "priority_aging": None,
     }
     assert s["idle"] == {
         "queued": 0,
@@ -144,6 +146,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "max_running_per_group": None,
         "rate_limit": None,
         "rate_period": None,
+        "priority_aging": None,
     }
     # app.admin.queues() is the same view
     for rows in (api, s):

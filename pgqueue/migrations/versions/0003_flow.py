@@ -34,6 +34,9 @@ CREATE INDEX jobs_claim_idx ON {s}.jobs (queue, priority DESC, run_at, id)
     WHERE state = 'queued' AND group_key IS NULL;
 CREATE INDEX jobs_group_claim_idx ON {s}.jobs (queue, group_key, priority DESC, run_at, id)
     WHERE state = 'queued' AND group_key IS NOT NULL;
+-- Per-group caps count a group's running jobs (grouped jobs only pay for this index).
+CREATE INDEX jobs_group_running_idx ON {s}.jobs (queue, group_key)
+    WHERE state = 'running' AND group_key IS NOT NULL;
 -- Dependencies: which waiting jobs name a job that just finished, and all waiting jobs.
 CREATE INDEX jobs_depends_on_idx ON {s}.jobs USING gin (depends_on) WHERE state = 'waiting';
 CREATE INDEX jobs_waiting_idx ON {s}.jobs (id) WHERE state = 'waiting';
@@ -56,10 +59,14 @@ ALTER TABLE {s}.queues
         CONSTRAINT queues_rate_period_check CHECK (rate_period > 0 AND rate_period <= 86400),
     ADD COLUMN rate_window_start timestamptz,
     ADD COLUMN rate_window_count integer NOT NULL DEFAULT 0,
+    ADD COLUMN priority_aging float8
+        CONSTRAINT queues_priority_aging_check CHECK (priority_aging > 0),
+    ADD COLUMN priority_aged_at timestamptz,
     ADD CONSTRAINT queues_rate_check CHECK ((rate_limit IS NULL) = (rate_period IS NULL));
 COMMENT ON COLUMN {s}.queues.max_running IS 'At most this many jobs of the queue running at once over all workers.';
 COMMENT ON COLUMN {s}.queues.max_running_per_group IS 'At most this many jobs of one group_key running at once.';
 COMMENT ON COLUMN {s}.queues.rate_limit IS 'At most rate_limit claims per rate_period seconds (windows aligned to the epoch).';
+COMMENT ON COLUMN {s}.queues.priority_aging IS 'Every this many seconds, due jobs waiting behind higher-priority work move up one priority step.';
 
 -- Periodic jobs: the last tick enqueued per schedule. The scheduler moves last_tick with
 -- a compare-and-set in the transaction that inserts the tick's job: exactly one job per
@@ -114,9 +121,12 @@ END
 $$;
 
 -- The state a new job starts in, given the jobs it depends on: 'queued' if there are none
--- or all succeeded (or were pruned), 'cancelled' if one failed or was cancelled, else
--- 'waiting'. Raises if a dependency does not exist (a typo must not wait forever).
-CREATE FUNCTION {s}.dependency_state(deps bigint[]) RETURNS text LANGUAGE plpgsql STABLE AS $$
+-- or all succeeded, 'cancelled' if one failed or was cancelled, else 'waiting'. Raises if
+-- a dependency does not exist (a typo, or a job already pruned: it must not wait forever).
+-- With strict false (retry_job), and in resolve_dependents, a dependency that has been
+-- pruned meanwhile counts as succeeded.
+CREATE FUNCTION {s}.dependency_state(deps bigint[], strict boolean DEFAULT true)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
     found bigint;
     unfinished bigint;
@@ -129,7 +139,7 @@ BEGIN
            count(*) FILTER (WHERE state IN ('failed', 'cancelled'))
     INTO found, unfinished, doomed
     FROM {s}.jobs WHERE id = ANY(deps);
-    IF found < (SELECT count(DISTINCT d) FROM unnest(deps) AS d) THEN
+    IF strict AND found < (SELECT count(DISTINCT d) FROM unnest(deps) AS d) THEN
         RAISE EXCEPTION 'depends_on names a job that does not exist: %', (
             SELECT min(d) FROM unnest(deps) AS d
             WHERE NOT EXISTS (SELECT 1 FROM {s}.jobs WHERE id = d))
@@ -153,7 +163,16 @@ DECLARE
     ids bigint[] := finished;
     doomed_ids bigint[];
 BEGIN
+    IF ids IS NULL THEN  -- the sweep: every waiting job's dependencies
+        SELECT array_agg(DISTINCT d) INTO ids
+        FROM {s}.jobs AS w, unnest(w.depends_on) AS d WHERE w.state = 'waiting';
+        IF ids IS NULL THEN
+            RETURN 0;
+        END IF;
+    END IF;
     LOOP
+        -- "depends_on && ids" alone (no "ids IS NULL OR"), so even a generic plan probes
+        -- jobs_depends_on_idx instead of reading every waiting job
         WITH cand AS (
             SELECT w.id,
                    EXISTS (SELECT 1 FROM {s}.jobs AS d WHERE d.id = ANY(w.depends_on)
@@ -161,7 +180,7 @@ BEGIN
                    NOT EXISTS (SELECT 1 FROM {s}.jobs AS d WHERE d.id = ANY(w.depends_on)
                                AND d.state <> 'succeeded') AS ready
             FROM {s}.jobs AS w
-            WHERE w.state = 'waiting' AND (ids IS NULL OR w.depends_on && ids)
+            WHERE w.state = 'waiting' AND w.depends_on && ids
             ORDER BY w.id
             FOR UPDATE OF w
         ), changed AS (
@@ -218,19 +237,26 @@ BEGIN
 END
 $$;
 
--- retry_job: a retried job's dedupe key must not be held by a waiting job either.
+-- retry_job: a retried job's dedupe key must not be held by a waiting job either, and a
+-- job with dependencies goes back to what they say (waiting, or queued if all succeeded;
+-- still cancelled-worthy ones leave it 'cancelled', so it is not retried: false).
 CREATE OR REPLACE FUNCTION {s}.retry_job(job_id bigint) RETURNS boolean LANGUAGE sql AS $$
     WITH retried AS (
         UPDATE {s}.jobs AS j
-        SET state = 'queued', run_at = now(), error_count = 0, lost_count = 0,
+        SET state = CASE WHEN j.depends_on IS NULL THEN 'queued'
+                         ELSE {s}.dependency_state(j.depends_on, false) END,
+            run_at = now(), error_count = 0, lost_count = 0,
             finished_at = NULL, cancel_requested_at = NULL, worker_id = NULL
         WHERE j.id = job_id AND j.state IN ('failed', 'cancelled')
           AND NOT EXISTS (SELECT 1 FROM {s}.jobs AS o
                           WHERE o.dedupe_key = j.dedupe_key AND o.id <> j.id
                             AND o.state IN ('waiting', 'queued', 'running'))
-        RETURNING j.queue
+          AND (j.depends_on IS NULL OR {s}.dependency_state(j.depends_on, false) <> 'cancelled')
+        RETURNING j.queue, j.state
     )
-    SELECT count(pg_notify('{channel}', queue)) > 0 FROM retried
+    SELECT count(CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue) END
+                 ) + count(*) FILTER (WHERE state = 'waiting') > 0
+    FROM retried
 $$;
 
 -- Set (or with NULL clear) a queue's limits; creates its row if needed.
@@ -239,15 +265,19 @@ CREATE FUNCTION {s}.set_queue_limits(
     max_running integer DEFAULT NULL,
     max_running_per_group integer DEFAULT NULL,
     rate_limit integer DEFAULT NULL,
-    rate_period float8 DEFAULT NULL
+    rate_period float8 DEFAULT NULL,
+    priority_aging float8 DEFAULT NULL
 ) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO {s}.queues AS q (name, max_running, max_running_per_group, rate_limit, rate_period)
-    VALUES (queue_name, max_running, max_running_per_group, rate_limit, rate_period)
+    INSERT INTO {s}.queues AS q (name, max_running, max_running_per_group, rate_limit,
+                                 rate_period, priority_aging)
+    VALUES (queue_name, max_running, max_running_per_group, rate_limit, rate_period,
+            priority_aging)
     ON CONFLICT (name) DO UPDATE
         SET max_running = EXCLUDED.max_running,
             max_running_per_group = EXCLUDED.max_running_per_group,
             rate_limit = EXCLUDED.rate_limit, rate_period = EXCLUDED.rate_period,
-            rate_window_start = NULL, rate_window_count = 0, updated_at = now()
+            rate_window_start = NULL, rate_window_count = 0,
+            priority_aging = EXCLUDED.priority_aging, updated_at = now()
 $$;
 
 -- queue_stats: waiting jobs and the queue's limits too. Unfinished states are counted
@@ -287,7 +317,7 @@ SELECT n.queue,
        coalesce(r.finished_last_minute, 0) AS finished_last_minute,
        q.paused_at IS NOT NULL AS paused,
        coalesce(u.waiting, 0) AS waiting,
-       q.max_running, q.max_running_per_group, q.rate_limit, q.rate_period
+       q.max_running, q.max_running_per_group, q.rate_limit, q.rate_period, q.priority_aging
 FROM names AS n
 LEFT JOIN unfinished AS u ON u.queue = n.queue
 LEFT JOIN failed AS f ON f.queue = n.queue

@@ -1,0 +1,478 @@
+"""Results: the ``Job`` handle that enqueue returns, and waiting for a job's outcome.
+
+A ``Job`` is the job id (an ``int``: it goes anywhere an id goes) that can wait:
+``job.result(timeout=None)`` blocks, ``await job.wait(timeout=None)`` awaits. Both return
+the handler's stored JSON result, decoded, when the job succeeded; raise ``JobFailed``
+(with the last error's kind, type and message) when it failed, ``JobCancelled`` when it
+was cancelled, ``ResultTimeout`` (naming the job's state) when ``timeout`` seconds pass
+first, and ``JobNotFound`` if no job has that id.
+
+How the wait works: the row is read once; a finished job costs that one query. Otherwise
+the waiter registers with the app's ``DoneListener``: one LISTEN connection on
+``<schema>_done`` per App, shared by every waiter of the process (sync and async), so a
+thousand waiters cost one connection. Every statement that finishes jobs names them on
+that channel (a completion batch in one NOTIFY per 300 ids). The waiter reads the row
+again when its id is named, when the listener has (re)connected (notices sent while it
+was not listening are lost, so everyone re-reads), and every ``recheck`` seconds as a
+safety net. Since the waiter registers before its read and the listener wakes everyone
+once its LISTEN is in place, a job that finishes after the read is always heard of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import psycopg
+
+from . import producer
+from .db import first_line
+from .errors import InvalidJobError, JobCancelled, JobFailed, JobNotFound, ResultTimeout
+from .sql import done_channel_for
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("pgqueue.results")
+
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+RECHECK_INTERVAL = 30.0
+"""Seconds between safety re-reads of a waited-for job; the wake-up itself is the NOTIFY."""
+_READ_RETRY_MAX = 5.0  # longest pause after a failed re-read (the database away)
+
+
+class Job(int):
+    """A job id that can wait for the job's outcome; what ``enqueue``/``defer`` return.
+
+    It *is* the id (``Job(42, app) == 42``, JSON-encodes and pickles as ``42``), so code
+    that stores or passes ids keeps working. Get one for any id with ``app.job(id)``.
+    Nothing is read until ``result()``, ``wait()`` or ``state()`` is called.
+    """
+
+    # Each App has its own subclass that carries the app as a class attribute, so a handle
+    # is a bare int with no per-object dict: bulk enqueues build thousands of them.
+    __slots__ = ()
+    _app: ClassVar[App]
+
+    def __new__(cls, job_id: int, app: App) -> Job:
+        return int.__new__(job_type(app), job_id)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, (int(self),))  # a plain id on the other side (an App does not pickle)
+
+    def __copy__(self) -> Job:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Job:
+        return self
+
+    @property
+    def id(self) -> int:
+        """The job id as a plain ``int``."""
+        return int(self)
+
+    @property
+    def app(self) -> App:
+        """The App the job belongs to."""
+        return self._app
+
+    def state(self) -> str:
+        """The job's state now: waiting, queued, running, succeeded, failed or cancelled.
+        Raises ``JobNotFound`` if there is no such job (or it was pruned)."""
+        return _read(self._app, int(self)).state
+
+    def result(self, timeout: float | None = None, *, recheck: float = RECHECK_INTERVAL) -> Any:
+        """Block until the job finishes and return its result (the handler's return
+        value as JSON, decoded; None if it returned nothing).
+
+        Raises ``JobFailed`` (the job failed for good), ``JobCancelled``,
+        ``ResultTimeout`` after ``timeout`` seconds (None: wait as long as it takes;
+        0: look once), ``JobNotFound``. ``recheck``: seconds between safety re-reads
+        (the normal wake-up is the NOTIFY sent when the job finishes). It blocks the
+        calling thread: in async code (an ``async def`` handler too) use ``await
+        job.wait()``.
+        """
+        return wait_sync(self._app, int(self), timeout, recheck)
+
+    async def wait(self, timeout: float | None = None, *, recheck: float = RECHECK_INTERVAL) -> Any:
+        """``result()`` for asyncio code: the same return value and exceptions."""
+        return await wait_async(self._app, int(self), timeout, recheck)
+
+
+def job_type(app: App) -> type[Job]:
+    """The app's own ``Job`` subclass (created once per App)."""
+    found = app._job_type
+    if found is None:
+        found = type(
+            "Job",
+            (Job,),
+            {
+                "__slots__": (),
+                "_app": app,
+                "__new__": int.__new__,
+                "__module__": __name__,
+                "__qualname__": "Job",
+            },
+        )
+        app._job_type = found
+    return found
+
+
+def jobs_of(app: App, ids: list[int]) -> list[Job]:
+    """``Job`` handles for ids just written."""
+    make = cast("Callable[[int], Job]", job_type(app))
+    return list(map(make, ids))
+
+
+def check_job_id(value: object) -> int:
+    """``value`` as a job id, or ``InvalidJobError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidJobError(f"a job id is a positive whole number, got {value!r}")
+    return int(value)
+
+
+# -- reading the outcome --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``job_outcome``'s row."""
+
+    state: str
+    result: Any
+    last_error: dict[str, Any] | None
+    task: str
+    attempt: int
+    max_attempts: int
+    scheduled: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+def _outcome(job_id: int, rows: list[tuple[Any, ...]]) -> Outcome:
+    if not rows:
+        raise JobNotFound(f"no job with id {job_id} (never enqueued, or pruned after it finished)")
+    r = rows[0]
+    return Outcome(str(r[0]), r[1], r[2], str(r[3]), int(r[4]), int(r[5]), bool(r[6]))
+
+
+def _read(app: App, job_id: int) -> Outcome:
+    with app._connection(None) as conn:
+        return _outcome(job_id, producer.run_sync(conn, app.query("job_outcome"), {"id": job_id}))
+
+
+async def _aread(app: App, job_id: int) -> Outcome:
+    async with app._aconnection(None) as conn:
+        rows = await producer.run_async(conn, app.query("job_outcome"), {"id": job_id})
+    return _outcome(job_id, rows)
+
+
+def settle(job_id: int, row: Outcome) -> Any:
+    """A finished job's result, or its failure raised."""
+    if row.state == "succeeded":
+        return row.result
+    err = row.last_error if isinstance(row.last_error, dict) else {}
+    if row.state == "cancelled":
+        if err.get("kind") not in ("cancelled", "dependency"):
+            err = {}  # an older attempt's error is not why it was cancelled
+        raise JobCancelled(
+            job_id, row.task, "cancelled", err.get("kind"), err.get("type"), err.get("message")
+        )
+    raise JobFailed(
+        job_id, row.task, row.state, err.get("kind"), err.get("type"), err.get("message")
+    )
+
+
+def _timed_out(job_id: int, row: Outcome, timeout: float | None) -> ResultTimeout:
+    if row.state == "waiting":
+        what = "waiting for the jobs it depends on"
+    elif row.state == "running":
+        what = f"running (attempt {row.attempt} of {row.max_attempts})"
+    elif row.scheduled:
+        what = "queued, scheduled for later (run_at ahead)"
+    elif row.attempt:
+        what = f"queued for another attempt ({row.attempt} of {row.max_attempts} used)"
+    else:
+        what = "queued, not started yet"
+    return ResultTimeout(
+        job_id,
+        row.state,
+        f"job {job_id} ({row.task}) did not finish within {timeout:g}s: it is {what}",
+    )
+
+
+def _check(timeout: float | None, recheck: float) -> float | None:
+    """The deadline (monotonic) for ``timeout``; ``InvalidJobError`` for bad values."""
+    for name, value in (("timeout", timeout), ("recheck", recheck)):
+        if value is None and name == "timeout":
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or math.isnan(value)
+            or value < 0
+            or (name == "recheck" and value == 0)
+        ):
+            low = ">= 0" if name == "timeout" else "> 0"
+            raise InvalidJobError(f"{name} must be a number of seconds {low}, got {value!r}")
+    if timeout is None or math.isinf(timeout):
+        return None
+    return time.monotonic() + timeout
+
+
+def _pause(deadline: float | None, recheck: float) -> float:
+    return recheck if deadline is None else max(0.0, min(recheck, deadline - time.monotonic()))
+
+
+def _reread_failed(job_id: int, exc: Exception, failures: int) -> float:
+    log.warning("job %d: reading its state failed, waiting on: %s", job_id, first_line(exc))
+    return min(0.1 * 2.0 ** min(failures, 10), _READ_RETRY_MAX)
+
+
+def wait_sync(app: App, job_id: int, timeout: float | None, recheck: float) -> Any:
+    """``Job.result``: see there. Database errors of the first read propagate; later
+    ones (the server restarting while we wait) are logged and the wait goes on."""
+    deadline = _check(timeout, recheck)
+    row = _read(app, job_id)
+    if row.finished:
+        return settle(job_id, row)
+    if deadline is not None and _pause(deadline, recheck) <= 0:
+        raise _timed_out(job_id, row, timeout)
+    woken = threading.Event()
+    unwatch = done_listener(app).watch(job_id, woken.set)
+    try:
+        failures = 0
+        while True:
+            woken.clear()
+            retry_in = math.inf
+            try:
+                row = _read(app, job_id)  # registered first: a finish after this is heard
+                failures = 0
+            except psycopg.OperationalError as exc:
+                failures += 1
+                retry_in = _reread_failed(job_id, exc, failures)
+            if row.finished:
+                return settle(job_id, row)
+            pause = _pause(deadline, recheck)
+            if deadline is not None and pause <= 0:
+                raise _timed_out(job_id, row, timeout)
+            woken.wait(min(pause, retry_in))
+    finally:
+        unwatch()
+
+
+async def wait_async(app: App, job_id: int, timeout: float | None, recheck: float) -> Any:
+    """``Job.wait``: ``wait_sync`` for asyncio code."""
+    deadline = _check(timeout, recheck)
+    row = await _aread(app, job_id)
+    if row.finished:
+        return settle(job_id, row)
+    if deadline is not None and _pause(deadline, recheck) <= 0:
+        raise _timed_out(job_id, row, timeout)
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:  # called from the listener's thread
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(woken.set)
+
+    unwatch = done_listener(app).watch(job_id, wake)
+    try:
+        failures = 0
+        while True:
+            woken.clear()
+            retry_in = math.inf
+            try:
+                row = await _aread(app, job_id)
+                failures = 0
+            except psycopg.OperationalError as exc:
+                failures += 1
+                retry_in = _reread_failed(job_id, exc, failures)
+            if row.finished:
+                return settle(job_id, row)
+            pause = _pause(deadline, recheck)
+            if deadline is not None and pause <= 0:
+                raise _timed_out(job_id, row, timeout)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(pause, retry_in))
+    finally:
+        unwatch()
+
+
+# -- the shared LISTEN connection -------------------------------------------------------------
+
+
+class DoneListener:
+    """One LISTEN connection on an app's done channel, shared by every waiter.
+
+    ``watch(job_id, wake)`` registers a callback (called from the listener's thread) for
+    every NOTIFY naming that id and after every (re)connect; it starts the listener's
+    thread if it is not running. The thread reconnects with backoff (0.1 .. 5 s) when
+    the connection dies, probes a quiet one with ``SELECT 1`` every ``probe_interval``
+    seconds, and ends (closing its connection) once nobody has waited for
+    ``idle_close`` seconds. Connection failures are logged, never raised: waiters fall
+    back to their ``recheck`` reads meanwhile.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        *,
+        idle_close: float = 30.0,
+        probe_interval: float = 10.0,
+        tick: float = 0.5,
+    ) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.idle_close = idle_close
+        self.probe_interval = probe_interval
+        self.tick = tick
+        self.connects = 0
+        self.listening = threading.Event()
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[Callable[[], None]]] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def watch(self, job_id: int, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` when ``job_id`` is named on the channel; returns the function that
+        stops it. Starts the listener if needed (without waiting for its connection: it
+        wakes every waiter once its LISTEN is in place)."""
+        key = str(job_id)
+        with self._lock:
+            self._waiters.setdefault(key, set()).add(wake)
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="pgqueue-results", daemon=True
+                )
+                self._thread.start()
+
+        def unwatch() -> None:
+            with self._lock:
+                found = self._waiters.get(key)
+                if found is not None:
+                    found.discard(wake)
+                    if not found:
+                        del self._waiters[key]
+
+        return unwatch
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread and close the connection (waiters fall back to rechecks)."""
+        self._closed.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _dispatch(self, payload: str) -> None:
+        with self._lock:
+            if not self._waiters:
+                return
+            wakes = [w for part in payload.split(",") for w in self._waiters.get(part, ())]
+        for wake in wakes:
+            wake()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            wakes = [w for found in self._waiters.values() for w in found]
+        for wake in wakes:
+            wake()
+
+    def _idle_exit(self, idle_since: float | None) -> tuple[bool, float | None]:
+        """(exit now?, idle since); on exit the thread is unregistered under the lock, so
+        a new waiter starts a fresh one."""
+        now = time.monotonic()
+        with self._lock:
+            if self._waiters and not self._closed.is_set():
+                return False, None
+            idle_since = now if idle_since is None else idle_since
+            if self._closed.is_set() or now - idle_since >= self.idle_close:
+                self._thread = None
+                return True, idle_since
+            return False, idle_since
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.Connection.connect(
+            self.dsn,
+            autocommit=True,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        try:
+            conn.execute(f'LISTEN "{self.channel}"')
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        backoff = 0.1
+        idle_since: float | None = None
+        last_traffic = time.monotonic()
+        try:
+            while True:
+                stop, idle_since = self._idle_exit(idle_since)
+                if stop:
+                    return
+                if conn is None:
+                    try:
+                        conn = self._connect()
+                    except psycopg.Error as exc:
+                        log.warning(
+                            "results LISTEN connection failed, retrying in %.1fs: %s",
+                            backoff,
+                            first_line(exc),
+                        )
+                        self._closed.wait(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                    backoff = 0.1
+                    self.connects += 1
+                    self.listening.set()
+                    last_traffic = time.monotonic()
+                    self._wake_all()  # whatever finished while nobody listened
+                try:
+                    for note in conn.notifies(timeout=self.tick):
+                        last_traffic = time.monotonic()
+                        self._dispatch(note.payload)
+                    if time.monotonic() - last_traffic >= self.probe_interval:
+                        conn.execute("SELECT 1")  # a half-open connection fails here
+                        last_traffic = time.monotonic()
+                except psycopg.Error as exc:
+                    self.listening.clear()
+                    log.warning("results LISTEN connection lost, reconnecting: %s", first_line(exc))
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+        finally:
+            self.listening.clear()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+
+def done_listener(app: App) -> DoneListener:
+    """The app's ``DoneListener``, created on first use."""
+    with app._lock:
+        listener = app._done_listener
+        if listener is None:
+            listener = DoneListener(app.dsn, done_channel_for(app.schema))
+            app._done_listener = listener
+        return listener
