@@ -1,12 +1,12 @@
-"""The ``App``: settings, the task registry and the enqueue API (sync and async)."""
+"""The ``App``: settings, the task registry, connections; the enqueue API comes from
+``enqueueing.Enqueueing`` (sync and async)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -15,17 +15,18 @@ from . import migrate as _migrate
 from . import producer
 from .admin import Admin
 from .db import connect, resolve_dsn, validate_schema
-from .errors import ConfigurationError, InvalidJobError, UnknownTaskError
-from .jobspec import JobSpec, check_queue, check_task_name, encode_items, to_params
+from .enqueueing import Enqueueing
+from .errors import ConfigurationError, InvalidJobError
+from .jobspec import JobSpec, check_queue, check_task_name, to_params
 from .periodic import Periodic, declare
-from .results import DoneListener, Job, check_job_id, jobs_of
+from .results import DoneListener, Job, check_job_id
 from .sql import query
 from .tasks import RetryPolicy, Task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class App:
+class App(Enqueueing):
     """Holds where the database is, the schema, and the registered tasks.
 
     ``dsn``: libpq string or URI; default ``PGQUEUE_DSN``, ``DATABASE_URL``, then the
@@ -146,40 +147,6 @@ class App:
         self.tasks[task_name] = t
         return t
 
-    # -- building rows ---------------------------------------------------------------
-    def _params(self, spec: JobSpec) -> dict[str, Any]:
-        task = self.tasks.get(spec.task)
-        if task is None and self.strict_tasks:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            raise UnknownTaskError(
-                f"unknown task {spec.task!r} (registered: {known}); register it with "
-                "@app.task, or use App(strict_tasks=False) to enqueue tasks defined elsewhere"
-            )
-        if task is not None:  # the task's defaults, without changing the caller's spec
-            return to_params(spec, task.queue, task.priority, task.max_attempts)
-        return to_params(spec)
-
-    def _spec(
-        self,
-        task: Task | str,
-        args: Sequence[Any] | None,
-        kwargs: Mapping[str, Any] | None,
-        **options: Any,
-    ) -> JobSpec:
-        name = task.name if isinstance(task, Task) else task
-        unknown = set(options) - {
-            "queue",
-            "priority",
-            "run_at",
-            "delay",
-            "max_attempts",
-            "dedupe_key",
-            "after",
-        }
-        if unknown:
-            raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        return JobSpec(name, tuple(args or ()), dict(kwargs or {}), **options)
-
     # -- sync API ----------------------------------------------------------------------
     def pool(self) -> ConnectionPool:
         """pgqueue's own connection pool (autocommit), opened on first use."""
@@ -226,91 +193,6 @@ class App:
         with self.pool().connection() as conn:
             self._check_schema_sync(conn)
             yield conn
-
-    def enqueue(
-        self,
-        task: Task | str,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        connection: Any = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        dedupe_key: str | None = None,
-        after: Iterable[int] | int | None = None,
-    ) -> Job:
-        """Enqueue one job; return its ``Job`` (the id, an ``int``, that can wait for the
-        result: ``pgqueue.results``). With ``connection`` the row is written in the
-        caller's transaction (it exists only if that commits); otherwise it is committed
-        before this returns. With a ``dedupe_key`` held by an unfinished job, nothing is
-        written and that job's id is returned. ``after``: ids of jobs that must succeed
-        first (it waits until then, and is cancelled if one fails). Raises
-        ``InvalidJobError`` (nothing written) for bad input or an ``after`` id that does
-        not exist, ``SchemaNotMigrated`` if the schema is missing or old.
-        """
-        params = self._params(
-            self._spec(
-                task,
-                args,
-                kwargs,
-                queue=queue,
-                priority=priority,
-                run_at=run_at,
-                delay=delay,
-                max_attempts=max_attempts,
-                dedupe_key=dedupe_key,
-                after=after,
-            )
-        )
-        with self._connection(connection) as conn:
-            return Job(producer.insert_one(conn, self.schema, params, own=connection is None), self)
-
-    def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[Job]:
-        """Enqueue many jobs in one statement (one round trip); their ``Job`` ids in order.
-
-        All jobs are validated first: one bad job raises ``InvalidJobError`` and none is
-        written. Jobs skipped because their dedupe key is held are not in the result.
-        """
-        params = [self._params(spec) for spec in jobs]
-        if not params:
-            return []
-        with self._connection(connection) as conn:
-            ids = producer.insert_many(conn, self.schema, params, own=connection is None)
-        return jobs_of(self, ids)
-
-    def enqueue_batch(
-        self,
-        task: Task | str,
-        items: Iterable[Any],
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_attempts: int | None = None,
-        connection: Any = None,
-    ) -> list[Job]:
-        """The fastest bulk path: many jobs of one task with the same options, due now.
-
-        Each item is a dict (keyword arguments) or a list/tuple (positional arguments).
-        Options are checked once; per item only the arguments are encoded, and the rows
-        go in with one COPY. Returns the ``Job`` ids in order. One bad item raises
-        ``InvalidJobError`` naming it, and nothing is written.
-        """
-        first = self._params(
-            JobSpec(
-                task.name if isinstance(task, Task) else task,
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-            )
-        )
-        encoded = encode_items(first["task"], items)
-        if not encoded:
-            return []
-        with self._connection(connection) as conn:
-            return jobs_of(self, producer.insert_uniform(conn, self.schema, first, encoded))
 
     def migrate(self) -> tuple[str | None, str]:
         """Upgrade the schema to this pgqueue's revision (see ``pgqueue.migrate.upgrade``)."""
@@ -373,55 +255,6 @@ class App:
         async with (await self.apool()).connection() as conn:
             await self._check_schema_async(conn)
             yield conn
-
-    async def enqueue_async(
-        self,
-        task: Task | str,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        connection: Any = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        run_at: datetime | None = None,
-        delay: float | None = None,
-        max_attempts: int | None = None,
-        dedupe_key: str | None = None,
-        after: Iterable[int] | int | None = None,
-    ) -> Job:
-        """``enqueue`` for asyncio code; ``connection`` is an async connection or session."""
-        params = self._params(
-            self._spec(
-                task,
-                args,
-                kwargs,
-                queue=queue,
-                priority=priority,
-                run_at=run_at,
-                delay=delay,
-                max_attempts=max_attempts,
-                dedupe_key=dedupe_key,
-                after=after,
-            )
-        )
-        async with self._aconnection(connection) as conn:
-            job_id = await producer.insert_one_async(
-                conn, self.schema, params, own=connection is None
-            )
-        return Job(job_id, self)
-
-    async def enqueue_many_async(
-        self, jobs: Iterable[JobSpec], *, connection: Any = None
-    ) -> list[Job]:
-        """``enqueue_many`` for asyncio code."""
-        params = [self._params(spec) for spec in jobs]
-        if not params:
-            return []
-        async with self._aconnection(connection) as conn:
-            ids = await producer.insert_many_async(
-                conn, self.schema, params, own=connection is None
-            )
-        return jobs_of(self, ids)
 
     async def aclose(self) -> None:
         """Close the async pool (and the sync one)."""

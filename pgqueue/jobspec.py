@@ -37,6 +37,15 @@ class JobSpec:
     after: Iterable[int] | int | None = None
     """Job ids (or ``Job`` handles) that must all succeed before this job runs; it is
     cancelled if one of them fails or is cancelled."""
+    group_key: str | None = None
+    """Fairness: jobs of one group (a tenant) are claimed round-robin with other groups,
+    and ``queues set --max-per-group`` caps a group's running jobs."""
+    unique_for: float | None = None
+    """With ``dedupe_key``: a job with the key that finished less than this many seconds
+    ago also makes this enqueue a no-op (``enqueue`` only)."""
+    replace: bool = False
+    """With ``dedupe_key``: a queued or waiting holder of the key takes these arguments
+    (``enqueue`` only)."""
 
 
 _valid_names: set[tuple[str, str]] = set()  # names already checked (a bounded set of names)
@@ -226,8 +235,14 @@ def to_params(
     key = spec.dedupe_key
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
         raise InvalidJobError("dedupe_key must be a non-empty string of at most 500 characters")
+    group = spec.group_key
+    if group is not None and (not isinstance(group, str) or not 0 < len(group) <= 200):
+        raise InvalidJobError("group_key must be a non-empty string of at most 200 characters")
+    unique_for = _check_unique(spec, key)
     args, kwargs = encode_arguments(task, spec.args, spec.kwargs)
     depends_on = None if spec.after is None else check_after(spec.after)
+    if depends_on and (unique_for is not None or spec.replace):
+        raise InvalidJobError("after= does not combine with unique_for or replace")
     return {
         "queue": queue,
         "task": task,
@@ -239,7 +254,29 @@ def to_params(
         "max_attempts": max_attempts,
         "dedupe_key": key,
         "depends_on": depends_on,
+        "group_key": group,
+        "unique_for": unique_for,
+        "replace": spec.replace,
     }
+
+
+def _check_unique(spec: JobSpec, key: str | None) -> float | None:
+    """The validated ``unique_for`` (seconds, or None); ``replace`` checked too."""
+    if not isinstance(spec.replace, bool):
+        raise InvalidJobError(f"replace must be True or False, got {spec.replace!r}")
+    window = spec.unique_for
+    if window is not None and (
+        isinstance(window, bool)
+        or not isinstance(window, (int, float))
+        or not math.isfinite(window)
+        or not 0 <= window <= 100 * 365 * 86400
+    ):
+        raise InvalidJobError(
+            f"unique_for must be a number of seconds from 0 to 100 years, got {window!r}"
+        )
+    if key is None and (window is not None or spec.replace):
+        raise InvalidJobError("unique_for and replace need a dedupe_key (what makes jobs alike)")
+    return None if window is None else float(window)
 
 
 MAX_DEPENDENCIES = 10_000

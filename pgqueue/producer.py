@@ -130,13 +130,21 @@ def _esc(json_text: str) -> str:
     return json_text.replace("\\", "\\\\") if "\\" in json_text else json_text
 
 
+def _group(params: dict[str, Any]) -> str:
+    """The group_key as a COPY text field: \\N for none (NULL), escaped otherwise."""
+    key: str | None = params["group_key"]
+    if key is None:
+        return "\\N"
+    return key.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _copy_text(ids: list[int], params: Sequence[dict[str, Any]]) -> str:
     """COPY text-format lines for the batch, built directly (no per-row adapter calls).
     Queue and task names are validated identifiers and the numbers are numbers."""
     return "".join(
         [
             f"{i}\t{p['queue']}\t{p['task']}\t{_esc(p['args'])}\t{_esc(p['kwargs'])}\t"
-            f"{p['priority']}\t{p['max_attempts']}\n"
+            f"{p['priority']}\t{p['max_attempts']}\t{_group(p)}\n"
             for i, p in zip(ids, params, strict=True)
         ]
     )
@@ -152,7 +160,7 @@ def insert_uniform(
         params = [{**common, "args": a, "kwargs": k} for a, k in encoded]
         return insert_many(conn, schema, params)
     head = f"{common['queue']}\t{common['task']}\t"
-    tail = f"\t{common['priority']}\t{common['max_attempts']}\n"
+    tail = f"\t{common['priority']}\t{common['max_attempts']}\t{_group(common)}\n"
     with raw.cursor() as cur:
         cur.execute(query(schema, "job_id_reserve"), {"n": len(encoded)})
         ids = [int(r[0]) for r in cur.fetchall()]
@@ -167,6 +175,13 @@ def insert_uniform(
     return ids
 
 
+def _insert_query(params: dict[str, Any]) -> str:
+    """job_insert, or with a dedupe key job_insert_deduped / job_insert_replacing."""
+    if params["dedupe_key"] is None:
+        return "job_insert"
+    return "job_insert_replacing" if params["replace"] else "job_insert_deduped"
+
+
 def insert_one(conn: Any, schema: str, params: dict[str, Any], *, own: bool = False) -> int:
     """Write one job; its id (or the id of the unfinished job holding its dedupe key).
 
@@ -175,8 +190,7 @@ def insert_one(conn: Any, schema: str, params: dict[str, Any], *, own: bool = Fa
     """
     if params["depends_on"]:
         return insert_after(conn, schema, [params], own=own)[0]
-    name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
-    job_id = single_id(run_sync(conn, query(schema, name), params))
+    job_id = single_id(run_sync(conn, query(schema, _insert_query(params)), params))
     if job_id is None:
         rows = run_sync(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params)
         job_id = single_id(rows)
@@ -191,8 +205,7 @@ async def insert_one_async(
     """``insert_one`` on an async connection."""
     if params["depends_on"]:
         return (await insert_after_async(conn, schema, [params], own=own))[0]
-    name = "job_insert_deduped" if params["dedupe_key"] is not None else "job_insert"
-    job_id = single_id(await run_async(conn, query(schema, name), params))
+    job_id = single_id(await run_async(conn, query(schema, _insert_query(params)), params))
     if job_id is None:
         rows = await run_async(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params)
         job_id = single_id(rows)

@@ -101,7 +101,8 @@ class Task:
 
     def options(self, **options: Any) -> BoundTask:
         """Override enqueue options: queue, priority, run_at, delay, max_attempts,
-        dedupe_key, after (job ids that must succeed first), connection.
+        dedupe_key, unique_for, replace, group_key, after (job ids that must succeed
+        first), connection (see ``App.enqueue``).
         ``add.options(connection=conn).defer(1, 2)``."""
         return BoundTask(self, options)
 

@@ -44,6 +44,18 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
     "--dedupe-key", metavar="KEY", help="No new job while one with this key is queued or running."
 )
 @click.option(
+    "--unique-for",
+    type=float,
+    metavar="SECONDS",
+    help="With --dedupe-key: also none while one finished less than SECONDS ago.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="With --dedupe-key: a queued holder of the key takes these arguments.",
+)
+@click.option("--group-key", metavar="KEY", help="Fairness group (a tenant): round-robin claims.")
+@click.option(
     "--after",
     metavar="ID",
     type=int,
@@ -62,6 +74,9 @@ def enqueue(
     delay: float | None,
     max_attempts: int | None,
     dedupe_key: str | None,
+    unique_for: float | None,
+    replace: bool,
+    group_key: str | None,
     after: tuple[int, ...],
     as_json: bool,
 ) -> None:
@@ -75,6 +90,8 @@ def enqueue(
       pgqueue enqueue emails.send --kwargs '{"to": "a@b.c"}'
       pgqueue enqueue reports.build --args '[2026, 11]' --queue reports --delay 60
       pgqueue enqueue sync.account --kwargs '{"id": 7}' --dedupe-key account-7
+      pgqueue enqueue sync.account --dedupe-key account-7 --unique-for 300
+      pgqueue enqueue reports.build --group-key tenant-42
       pgqueue enqueue evals.summarize --after 41 --after 42
     """
     args = _parse(args_json, list, "--args")
@@ -89,6 +106,9 @@ def enqueue(
         delay=delay,
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
+        unique_for=unique_for,
+        replace=replace,
+        group_key=group_key,
         after=list(after) or None,
     )
     if as_json:

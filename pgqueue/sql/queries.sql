@@ -17,22 +17,68 @@ SELECT version_num FROM {schema}.alembic_version;
 -- name: job_insert
 -- The common case, no dedupe key: a plain INSERT (ON CONFLICT's speculative insertion
 -- costs more per row, so it is used only when a key is given).
-INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts)
+INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
+                           group_key)
 VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
         COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-        %(max_attempts)s)
+        %(max_attempts)s, %(group_key)s)
 RETURNING id;
 
 -- name: job_insert_deduped
--- ON CONFLICT targets the partial unique index on unfinished dedupe keys; a row that
--- loses the race returns nothing and the caller looks the existing job up.
-INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts, dedupe_key)
-VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
-        COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-        %(max_attempts)s, %(dedupe_key)s)
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
-DO NOTHING
-RETURNING id;
+-- Unique jobs. While a job with the key is waiting, queued or running this inserts
+-- nothing: ON CONFLICT targets the partial unique index jobs_dedupe_key_idx, so of many
+-- connections enqueuing one key at once exactly one inserts (the others wait for its
+-- commit, then conflict) and the caller looks the holder up. With unique_for, a job with
+-- the key that finished less than that long ago (found through jobs_dedupe_finished_idx)
+-- counts too and is returned instead.
+WITH recent AS (
+    SELECT id FROM {schema}.jobs
+    WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
+      AND state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at > now() - make_interval(secs => %(unique_for)s::float8)
+    ORDER BY finished_at DESC
+    LIMIT 1
+), inserted AS (
+    INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
+                               dedupe_key, group_key)
+    SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+           COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+           %(max_attempts)s, %(dedupe_key)s, %(group_key)s
+    WHERE NOT EXISTS (SELECT 1 FROM recent)
+    ON CONFLICT (dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
+    DO NOTHING
+    RETURNING id
+)
+SELECT id FROM inserted UNION ALL SELECT id FROM recent;
+
+-- name: job_insert_replacing
+-- Unique jobs with replace: a queued or waiting holder of the key takes the new
+-- arguments (ON CONFLICT DO UPDATE; it row-locks the holder until the enqueuing
+-- transaction ends, which is why plain dedupe uses DO NOTHING). A running holder is left
+-- alone: no row comes back and the caller looks it up. unique_for as in
+-- job_insert_deduped.
+WITH recent AS (
+    SELECT id FROM {schema}.jobs
+    WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
+      AND state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at > now() - make_interval(secs => %(unique_for)s::float8)
+    ORDER BY finished_at DESC
+    LIMIT 1
+), upserted AS (
+    INSERT INTO {schema}.jobs AS j (queue, task, args, kwargs, priority, run_at,
+                                    max_attempts, dedupe_key, group_key)
+    SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
+           COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+           %(max_attempts)s, %(dedupe_key)s, %(group_key)s
+    WHERE NOT EXISTS (SELECT 1 FROM recent)
+    ON CONFLICT (dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
+    DO UPDATE SET args = EXCLUDED.args, kwargs = EXCLUDED.kwargs
+        WHERE j.state IN ('queued', 'waiting')
+    RETURNING j.id
+)
+SELECT id FROM upserted UNION ALL SELECT id FROM recent;
 
 -- name: job_find_unfinished_by_dedupe_key
 -- (a waiting job holds its dedupe key too: see jobs_dedupe_key_idx in 0003)
@@ -42,16 +88,20 @@ WHERE dedupe_key = %(dedupe_key)s AND state IN ('waiting', 'queued', 'running');
 -- name: job_insert_many
 -- One round trip for any number of jobs: the batch travels as one jsonb array.
 -- RETURNING follows the input order; jobs skipped by a dedupe key are left out.
-INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts, dedupe_key)
+INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
+                           dedupe_key, group_key)
 SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
-       COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts, j.dedupe_key
+       COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
+       j.dedupe_key, j.group_key
 FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
          AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
-             run_at timestamptz, delay float8, max_attempts integer, dedupe_key text))
+             run_at timestamptz, delay float8, max_attempts integer, dedupe_key text,
+             group_key text))
      WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
-                          max_attempts, dedupe_key, ord)
+                          max_attempts, dedupe_key, group_key, ord)
 ORDER BY j.ord
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'running')
+ON CONFLICT (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
 DO NOTHING
 RETURNING id;
 
@@ -63,7 +113,8 @@ RETURNING id;
 -- job_insert and the COPY path stay as they are. A dedupe key held by an unfinished
 -- (waiting too) job returns nothing, as in job_insert_deduped.
 INSERT INTO {schema}.jobs AS j (queue, task, args, kwargs, priority, run_at, max_attempts,
-                                dedupe_key, depends_on, state, finished_at, errors)
+                                dedupe_key, depends_on, state, finished_at, errors,
+                                group_key)
 SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
        COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
        %(max_attempts)s, %(dedupe_key)s, %(depends_on)s::bigint[], s.state,
@@ -71,7 +122,8 @@ SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
        CASE WHEN s.state = 'cancelled' THEN jsonb_build_array(jsonb_build_object(
                 'attempt', 0, 'kind', 'dependency', 'at', now(),
                 'message', 'a job it depends on had already failed or been cancelled'))
-            ELSE '[]'::jsonb END
+            ELSE '[]'::jsonb END,
+       %(group_key)s
 FROM (SELECT {schema}.dependency_state(%(depends_on)s::bigint[]) AS state) AS s
 ON CONFLICT (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
@@ -82,7 +134,8 @@ RETURNING j.id, j.state;
 -- job_insert_many for a batch in which some job has dependencies: each row starts in
 -- the state dependency_state() gives it (see job_insert_after).
 INSERT INTO {schema}.jobs AS n (queue, task, args, kwargs, priority, run_at, max_attempts,
-                                dedupe_key, depends_on, state, finished_at, errors)
+                                dedupe_key, depends_on, state, finished_at, errors,
+                                group_key)
 SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
        COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
        j.dedupe_key, j.depends_on, s.state,
@@ -90,13 +143,14 @@ SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
        CASE WHEN s.state = 'cancelled' THEN jsonb_build_array(jsonb_build_object(
                 'attempt', 0, 'kind', 'dependency', 'at', now(),
                 'message', 'a job it depends on had already failed or been cancelled'))
-            ELSE '[]'::jsonb END
+            ELSE '[]'::jsonb END,
+       j.group_key
 FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
          AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
              run_at timestamptz, delay float8, max_attempts integer, dedupe_key text,
-             depends_on bigint[]))
+             depends_on bigint[], group_key text))
      WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
-                          max_attempts, dedupe_key, depends_on, ord)
+                          max_attempts, dedupe_key, depends_on, group_key, ord)
 CROSS JOIN LATERAL (SELECT {schema}.dependency_state(j.depends_on) AS state) AS s
 ORDER BY j.ord
 ON CONFLICT (dedupe_key)
@@ -153,7 +207,7 @@ FROM generate_series(1, %(n)s);
 -- name: job_copy
 -- The bulk fast path (no dedupe keys, due now): run_at and created_at take now().
 -- The statement-level NOTIFY trigger fires for COPY as for INSERT.
-COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts) FROM STDIN;
+COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group_key) FROM STDIN;
 
 -- name: job_get
 SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,

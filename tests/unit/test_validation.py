@@ -47,6 +47,9 @@ def test_valid_spec_becomes_params() -> None:
         "max_attempts": 3,
         "dedupe_key": "k",
         "depends_on": None,
+        "group_key": None,
+        "unique_for": None,
+        "replace": False,
     }
 
 
