@@ -8,14 +8,15 @@ was cancelled, ``ResultTimeout`` (naming the job's state) when ``timeout`` secon
 first, and ``JobNotFound`` if no job has that id.
 
 How the wait works: the row is read once; a finished job costs that one query. Otherwise
-the waiter registers with the app's ``DoneListener``: one LISTEN connection on
-``<schema>_done`` per App, shared by every waiter of the process (sync and async), so a
-thousand waiters cost one connection. Every statement that finishes jobs names them on
-that channel (a completion batch in one NOTIFY per 300 ids). The waiter reads the row
-again when its id is named, when the listener has (re)connected (notices sent while it
-was not listening are lost, so everyone re-reads), and every ``recheck`` seconds as a
-safety net. Since the waiter registers before its read and the listener wakes everyone
-once its LISTEN is in place, a job that finishes after the read is always heard of.
+the waiter registers with the app's ``DoneListener`` (``done_listener.py``): one LISTEN
+connection on ``<schema>_done`` per App, shared by every waiter of the process (sync and
+async), so a thousand waiters cost one connection. Every statement that finishes jobs
+names them on that channel (a completion batch in one NOTIFY per 300 ids). The waiter
+reads the row again when its id is named, when the listener has (re)connected (notices
+sent while it was not listening are lost, so everyone re-reads), and every ``recheck``
+seconds as a safety net. Since the waiter registers before its read and the listener
+wakes everyone once its LISTEN is in place, a job that finishes after the read is always
+heard of.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import psycopg
 
 from . import producer
 from .db import first_line
+from .done_listener import DoneListener as DoneListener  # re-exported: app.py, tests
+from .done_listener import done_listener
 from .errors import InvalidJobError, JobCancelled, JobFailed, JobNotFound, ResultTimeout
-from .sql import done_channel_for
 
 if TYPE_CHECKING:
     from .app import App
@@ -306,173 +308,3 @@ async def wait_async(app: App, job_id: int, timeout: float | None, recheck: floa
                 await asyncio.wait_for(woken.wait(), min(pause, retry_in))
     finally:
         unwatch()
-
-
-# -- the shared LISTEN connection -------------------------------------------------------------
-
-
-class DoneListener:
-    """One LISTEN connection on an app's done channel, shared by every waiter.
-
-    ``watch(job_id, wake)`` registers a callback (called from the listener's thread) for
-    every NOTIFY naming that id and after every (re)connect; it starts the listener's
-    thread if it is not running. The thread reconnects with backoff (0.1 .. 5 s) when
-    the connection dies, probes a quiet one with ``SELECT 1`` every ``probe_interval``
-    seconds, and ends (closing its connection) once nobody has waited for
-    ``idle_close`` seconds. Connection failures are logged, never raised: waiters fall
-    back to their ``recheck`` reads meanwhile.
-    """
-
-    def __init__(
-        self,
-        dsn: str,
-        channel: str,
-        *,
-        idle_close: float = 30.0,
-        probe_interval: float = 10.0,
-        tick: float = 0.5,
-    ) -> None:
-        self.dsn = dsn
-        self.channel = channel
-        self.idle_close = idle_close
-        self.probe_interval = probe_interval
-        self.tick = tick
-        self.connects = 0
-        self.listening = threading.Event()
-        self._lock = threading.Lock()
-        self._waiters: dict[str, set[Callable[[], None]]] = {}
-        self._thread: threading.Thread | None = None
-        self._closed = threading.Event()
-
-    def watch(self, job_id: int, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call ``wake`` when ``job_id`` is named on the channel; returns the function that
-        stops it. Starts the listener if needed (without waiting for its connection: it
-        wakes every waiter once its LISTEN is in place)."""
-        key = str(job_id)
-        with self._lock:
-            self._waiters.setdefault(key, set()).add(wake)
-            if self._thread is None and not self._closed.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="pgqueue-results", daemon=True
-                )
-                self._thread.start()
-
-        def unwatch() -> None:
-            with self._lock:
-                found = self._waiters.get(key)
-                if found is not None:
-                    found.discard(wake)
-                    if not found:
-                        del self._waiters[key]
-
-        return unwatch
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread and close the connection (waiters fall back to rechecks)."""
-        self._closed.set()
-        with self._lock:
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _dispatch(self, payload: str) -> None:
-        with self._lock:
-            if not self._waiters:
-                return
-            wakes = [w for part in payload.split(",") for w in self._waiters.get(part, ())]
-        for wake in wakes:
-            wake()
-
-    def _wake_all(self) -> None:
-        with self._lock:
-            wakes = [w for found in self._waiters.values() for w in found]
-        for wake in wakes:
-            wake()
-
-    def _idle_exit(self, idle_since: float | None) -> tuple[bool, float | None]:
-        """(exit now?, idle since); on exit the thread is unregistered under the lock, so
-        a new waiter starts a fresh one."""
-        now = time.monotonic()
-        with self._lock:
-            if self._waiters and not self._closed.is_set():
-                return False, None
-            idle_since = now if idle_since is None else idle_since
-            if self._closed.is_set() or now - idle_since >= self.idle_close:
-                self._thread = None
-                return True, idle_since
-            return False, idle_since
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.Connection.connect(
-            self.dsn,
-            autocommit=True,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
-        try:
-            conn.execute(f'LISTEN "{self.channel}"')
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _run(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        backoff = 0.1
-        idle_since: float | None = None
-        last_traffic = time.monotonic()
-        try:
-            while True:
-                stop, idle_since = self._idle_exit(idle_since)
-                if stop:
-                    return
-                if conn is None:
-                    try:
-                        conn = self._connect()
-                    except psycopg.Error as exc:
-                        log.warning(
-                            "results LISTEN connection failed, retrying in %.1fs: %s",
-                            backoff,
-                            first_line(exc),
-                        )
-                        self._closed.wait(backoff)
-                        backoff = min(backoff * 2, 5.0)
-                        continue
-                    backoff = 0.1
-                    self.connects += 1
-                    self.listening.set()
-                    last_traffic = time.monotonic()
-                    self._wake_all()  # whatever finished while nobody listened
-                try:
-                    for note in conn.notifies(timeout=self.tick):
-                        last_traffic = time.monotonic()
-                        self._dispatch(note.payload)
-                    if time.monotonic() - last_traffic >= self.probe_interval:
-                        conn.execute("SELECT 1")  # a half-open connection fails here
-                        last_traffic = time.monotonic()
-                except psycopg.Error as exc:
-                    self.listening.clear()
-                    log.warning("results LISTEN connection lost, reconnecting: %s", first_line(exc))
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                    conn = None
-        finally:
-            self.listening.clear()
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            with self._lock:
-                if self._thread is threading.current_thread():
-                    self._thread = None
-
-
-def done_listener(app: App) -> DoneListener:
-    """The app's ``DoneListener``, created on first use."""
-    with app._lock:
-        listener = app._done_listener
-        if listener is None:
-            listener = DoneListener(app.dsn, done_channel_for(app.schema))
-            app._done_listener = listener
-        return listener

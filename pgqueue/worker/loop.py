@@ -32,23 +32,16 @@ from ..db import first_line
 from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
-from ..maintenance.dependencies import DependencySweep, resolve_dependents
-from ..sql import cancel_channel_for, channel_for
+from ..maintenance.dependencies import resolve_dependents
 from .completer import Completer
 from .config import WorkerConfig
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
 from .runner import Claimed
+from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
+from .services import build_maintenance, open_pools, start_services
 
 log = logging.getLogger("pgqueue.worker")
-
-# The worker runs the same few statements thousands of times: plan them once. Left to
-# itself PostgreSQL re-plans the claim for every call (a custom plan per parameter set,
-# ~1 ms of the ~1.5 ms a one-job claim took). tests/integration/test_explain.py checks
-# the generic plans stay on their indexes.
-GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s"
-# (lock_timeout: a write that waits on a row someone else holds locked gives up after
-# 10 s and is retried, instead of stalling the completer behind an open psql session.)
 
 # First pause when a due job could not be claimed (row-locked elsewhere); doubles up to the
 # poll interval.
@@ -57,6 +50,14 @@ _DUE_BACKOFF_START = 0.01
 
 class Worker:
     """Works jobs of ``app``'s tasks from ``config.queues`` until stopped."""
+
+    # Set by ``run`` (the pools, the heartbeat) and ``services.py`` (the rest).
+    pool: AsyncConnectionPool
+    claim_pool: AsyncConnectionPool
+    heartbeat: Heartbeat
+    vacuumer: Vacuumer
+    ager: Ager
+    scheduler: Scheduler
 
     def __init__(self, app: App, config: WorkerConfig | None = None) -> None:
         self.app = app
@@ -134,31 +135,7 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
-        pool = AsyncConnectionPool(
-            dsn,
-            min_size=2,
-            max_size=4,
-            kwargs={"autocommit": True, "options": GENERIC_PLANS},
-            open=False,
-            name="pgqueue-worker",
-            timeout=10,
-        )
-        # The claim loop's own connection (one claim at a time). With --fast-claims it
-        # commits claims asynchronously: see WorkerConfig.fast_claims.
-        claim_kwargs: dict[str, Any] = {"autocommit": True, "options": GENERIC_PLANS}
-        if cfg.fast_claims:
-            claim_kwargs["options"] += " -c synchronous_commit=off"
-        claim_pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=1,
-            kwargs=claim_kwargs,
-            open=False,
-            name="pgqueue-claim",
-            timeout=10,
-        )
-        await pool.open(wait=True, timeout=30)
-        await claim_pool.open(wait=True, timeout=30)
+        pool, claim_pool = await open_pools(dsn, cfg)
         self.pool = pool
         self.claim_pool = claim_pool
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
@@ -191,42 +168,11 @@ class Worker:
             heartbeat.extend,
             self._slot.set,
         )
-        self.reaper = Reaper(
-            pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
-        )
-        self.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
-        self.vacuumer = Vacuumer(pool, schema)
-        self.ager = Ager(pool, schema, cfg.queues, interval=cfg.maintenance_interval)
+        build_maintenance(self, pool)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
-        background = [
-            asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
-            asyncio.create_task(self.reaper.run(), name="pgqueue-reaper"),
-            asyncio.create_task(self.pruner.run(), name="pgqueue-pruner"),
-            asyncio.create_task(self.vacuumer.run(), name="pgqueue-vacuumer"),
-            asyncio.create_task(self.ager.run(), name="pgqueue-priority-aging"),
-            asyncio.create_task(  # every 10 maintenance intervals (10 s by default)
-                DependencySweep(pool, schema, interval=10 * cfg.maintenance_interval).run(),
-                name="pgqueue-dependency-sweep",
-            ),
-        ]
-        # Periodic tasks: every worker schedules all of the app's (one job per tick anyway).
-        self.scheduler = Scheduler(pool, schema, self.app.schedules.values())
-        if self.app.schedules:
-            background.append(asyncio.create_task(self.scheduler.run(), name="pgqueue-scheduler"))
-        if cfg.listen:
-            self.listener = Listener(
-                dsn,
-                channel_for(schema),
-                cfg.queues,
-                self._wake_up,
-                cancel_channel=cancel_channel_for(schema),
-                on_cancel=self._cancel,
-            )
-            background.append(asyncio.create_task(self.listener.run(), name="pgqueue-listener"))
-        for task in background:
-            task.add_done_callback(self._background_done)
+        background = start_services(self, pool, dsn)
         if handle_signals:
             self.install_signal_handlers()
         log.info(

@@ -1,0 +1,118 @@
+"""What ``Worker.run`` sets up around its claim loop: connection pools and background services.
+
+The services run as asyncio tasks of the worker's loop: the ``Completer`` (batched result
+writes), the ``Reaper``, the ``Pruner``, the ``Vacuumer``, priority aging (``Ager``), the
+dependency sweep, the ``Scheduler`` (when the app has periodic tasks) and the
+``Listener`` (with ``listen``). Each is kept on the worker under its name
+(``worker.reaper``, ``worker.listener``, ...); one that fails stops the worker
+(``Worker._background_done``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from ..listener import Listener
+from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
+from ..maintenance.aging import Ager
+from ..maintenance.dependencies import DependencySweep
+from ..sql import cancel_channel_for, channel_for
+from .config import WorkerConfig
+
+if TYPE_CHECKING:
+    from .loop import Worker
+
+# The worker runs the same few statements thousands of times: plan them once. Left to
+# itself PostgreSQL re-plans the claim for every call (a custom plan per parameter set,
+# ~1 ms of the ~1.5 ms a one-job claim took). tests/integration/test_explain.py checks
+# the generic plans stay on their indexes.
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s"
+# (lock_timeout: a write that waits on a row someone else holds locked gives up after
+# 10 s and is retried, instead of stalling the completer behind an open psql session.)
+
+
+async def open_pools(
+    dsn: str, cfg: WorkerConfig
+) -> tuple[AsyncConnectionPool, AsyncConnectionPool]:
+    """The worker's pools, opened: (shared pool for the completer and services, the claim
+    loop's own connection)."""
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=2,
+        max_size=4,
+        kwargs={"autocommit": True, "options": GENERIC_PLANS},
+        open=False,
+        name="pgqueue-worker",
+        timeout=10,
+    )
+    # The claim loop's own connection (one claim at a time). With --fast-claims it
+    # commits claims asynchronously: see WorkerConfig.fast_claims.
+    claim_kwargs: dict[str, Any] = {"autocommit": True, "options": GENERIC_PLANS}
+    if cfg.fast_claims:
+        claim_kwargs["options"] += " -c synchronous_commit=off"
+    claim_pool = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=1,
+        kwargs=claim_kwargs,
+        open=False,
+        name="pgqueue-claim",
+        timeout=10,
+    )
+    await pool.open(wait=True, timeout=30)
+    await claim_pool.open(wait=True, timeout=30)
+    return pool, claim_pool
+
+
+def build_maintenance(worker: Worker, pool: AsyncConnectionPool) -> None:
+    """Create the worker's maintenance services (``reaper``, ``pruner``, ``vacuumer``,
+    ``ager``) on it; ``start_services`` runs them."""
+    cfg = worker.config
+    schema = worker.app.schema
+    worker.reaper = Reaper(
+        pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
+    )
+    worker.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
+    worker.vacuumer = Vacuumer(pool, schema)
+    worker.ager = Ager(pool, schema, cfg.queues, interval=cfg.maintenance_interval)
+
+
+def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[asyncio.Task[Any]]:
+    """Start the completer and the maintenance services as tasks, the scheduler too if
+    the app has periodic tasks, and the listener with ``listen``; each task's failure
+    stops the worker. Returns the tasks (the shutdown cancels them)."""
+    assert worker.completer is not None and worker.reaper is not None
+    assert worker.pruner is not None
+    cfg = worker.config
+    schema = worker.app.schema
+    background = [
+        asyncio.create_task(worker.completer.run(), name="pgqueue-completer"),
+        asyncio.create_task(worker.reaper.run(), name="pgqueue-reaper"),
+        asyncio.create_task(worker.pruner.run(), name="pgqueue-pruner"),
+        asyncio.create_task(worker.vacuumer.run(), name="pgqueue-vacuumer"),
+        asyncio.create_task(worker.ager.run(), name="pgqueue-priority-aging"),
+        asyncio.create_task(  # every 10 maintenance intervals (10 s by default)
+            DependencySweep(pool, schema, interval=10 * cfg.maintenance_interval).run(),
+            name="pgqueue-dependency-sweep",
+        ),
+    ]
+    # Periodic tasks: every worker schedules all of the app's (one job per tick anyway).
+    worker.scheduler = Scheduler(pool, schema, worker.app.schedules.values())
+    if worker.app.schedules:
+        background.append(asyncio.create_task(worker.scheduler.run(), name="pgqueue-scheduler"))
+    if cfg.listen:
+        worker.listener = Listener(
+            dsn,
+            channel_for(schema),
+            cfg.queues,
+            worker._wake_up,
+            cancel_channel=cancel_channel_for(schema),
+            on_cancel=worker._cancel,
+        )
+        background.append(asyncio.create_task(worker.listener.run(), name="pgqueue-listener"))
+    for task in background:
+        task.add_done_callback(worker._background_done)
+    return background
