@@ -442,8 +442,15 @@ WITH mine AS (
     FROM (SELECT id, row_number() OVER () - 1 AS n FROM done) AS x
     GROUP BY x.n / 300
 )
--- (the condition makes the statement run told, once)
-SELECT id FROM done
+-- (the condition makes the statement run told, once.) has_waiting: whether a job waits
+-- for one of these (one probe of jobs_depends_on_idx, evaluated once): only then does the
+-- completer run job_resolve_dependents after the commit, so a plain drain pays no extra
+-- round trip. A dependent committed while this statement ran is not seen here; its own
+-- insert resolves it after its commit (job_resolve_new), or the sweep does.
+SELECT id, (SELECT count(*) FROM {schema}.jobs AS w
+            WHERE w.state = 'waiting' AND w.depends_on && %(ids)s::bigint[]) > 0
+           AS has_waiting
+FROM done
 WHERE (SELECT count(*) FROM told) >= 0;
 
 -- name: job_fail_fenced

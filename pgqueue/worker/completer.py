@@ -6,7 +6,9 @@ that fails because the database is away is retried with backoff, keeping the job
 lease was lost: another worker owns the job, so this result is logged and thrown away.
 The finishing statements tell result waiters on the done channel themselves; after they
 commit, the jobs that finished are handed to ``job_resolve_dependents`` (in a statement
-of its own) so that jobs waiting for them (``after=``) move on.
+of its own) so that jobs waiting for them (``after=``) move on: successes only when the
+completion saw a job waiting for one of them (``has_waiting``), failures and cancels
+always (they are rare).
 """
 
 from __future__ import annotations
@@ -161,8 +163,10 @@ class Completer:
                         "worker_id": self.worker_id,
                     },
                 )
-                done = {int(r[0]) for r in await cur.fetchall()}
-                finished.extend(done)
+                rows = await cur.fetchall()
+                done = {int(r[0]) for r in rows}
+                if any(r[1] for r in rows):  # someone waits for these (after=)
+                    finished.extend(done)
                 for o in ok:
                     o.written = True
                     self.held.discard(o.job.id, o.job.attempt)
