@@ -56,7 +56,7 @@ class App(Enqueueing):
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
-        self._done_listener: DoneListener | None = None  # job.result()'s LISTEN (results.py)
+        self._done_listener: DoneListener | None = None  # job.result()'s LISTEN (done_listener.py)
         self._job_type: type[Job] | None = None  # this app's Job subclass (results.py)
         self._schema_ok = False
 

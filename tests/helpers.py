@@ -46,6 +46,19 @@ def positional(sql: str) -> str:
     return re.sub(r"%\((\w+)\)s", number, sql).replace("%%", "%")
 
 
+def generic_plan(conn: Any, sql: str, args: str) -> str:
+    """EXPLAIN of ``sql`` as a worker runs it (plan_cache_mode = force_generic_plan: a
+    plan made without the parameter values), called with the SQL literals ``args``."""
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute("PREPARE q AS " + positional(sql))
+    try:
+        rows = conn.execute(f"EXPLAIN EXECUTE q({args})").fetchall()
+        return "\n".join(str(r[0]) for r in rows)
+    finally:
+        conn.execute("DEALLOCATE q")
+        conn.execute("RESET plan_cache_mode")
+
+
 def arun(app: App, coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(coro)`` for a coroutine that uses ``app``'s async pool: the pool belongs
     to this event loop, so it is closed before the loop ends (a later ``arun`` opens a new

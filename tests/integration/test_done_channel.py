@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pgqueue import App
-from tests.helpers import positional
+from tests.helpers import generic_plan
 
 Conn = psycopg.Connection[Any]
 BIG = 9_000_000_000_000_000_000  # ids of 19 digits: the longest a payload can get
@@ -149,13 +149,6 @@ def test_dependency_queries_stay_on_their_indexes(
         "SELECT 'noop', 'waiting', ARRAY[g::bigint] FROM generate_series(1, 2000) AS g"
     )
     conn.execute(f'ANALYZE "{schema}".jobs')
-    conn.execute("SET plan_cache_mode = force_generic_plan")
-    conn.execute("PREPARE q AS " + positional(app.query(name)))
-    try:
-        rows = conn.execute(f"EXPLAIN EXECUTE q({args})").fetchall()
-        plan = "\n".join(str(r[0]) for r in rows)
-    finally:
-        conn.execute("DEALLOCATE q")
-        conn.execute("RESET plan_cache_mode")
+    plan = generic_plan(conn, app.query(name), args)
     assert index in plan, plan
     assert "Seq Scan on jobs" not in plan, plan

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from pgqueue import App, JobSpec
-from tests.helpers import positional
+from tests.helpers import generic_plan
 
 
 def _plan(conn: psycopg.Connection[tuple[object, ...]], sql: str, params: dict[str, object]) -> str:
@@ -96,13 +96,6 @@ def test_generic_plans_stay_on_their_indexes(
     app.strict_tasks = False
     app.enqueue_many([JobSpec("t.noop", [i], queue=f"q{i % 3}") for i in range(6000)])
     conn.execute(f'ANALYZE "{schema}".jobs')
-    conn.execute("SET plan_cache_mode = force_generic_plan")
-    conn.execute("PREPARE q AS " + positional(app.query(name)))
-    try:
-        rows = conn.execute(f"EXPLAIN EXECUTE q({args})").fetchall()
-        plan = "\n".join(str(r[0]) for r in rows)
-    finally:
-        conn.execute("DEALLOCATE q")
-        conn.execute("RESET plan_cache_mode")
+    plan = generic_plan(conn, app.query(name), args)
     assert index in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
