@@ -99,6 +99,10 @@ def test_generic_plans_stay_on_their_indexes(
     plan = generic_plan(conn, app.query(name), args)
     assert index in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
+    if name.endswith("_fenced"):
+        # by id: after an ANALYZE that saw no running job the planner preferred the lease
+        # index, and its stale entries slowed every batch of a long drain
+        assert "jobs_lease_idx" not in plan, plan
 
 
 @pytest.mark.parametrize(
