@@ -43,6 +43,8 @@ from .services import build_maintenance, open_pools, start_services
 
 log = logging.getLogger("pgqueue.worker")
 
+# While the fast path fills every batch, the flow claim still goes first this often.
+FLOW_RECHECK = 1.0
 # First pause when a due job could not be claimed (row-locked elsewhere); doubles up to the
 # poll interval.
 _DUE_BACKOFF_START = 0.01
@@ -72,6 +74,14 @@ class Worker:
         self._slot: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.claimed = 0
+        # The flow claim (limited queues, grouped jobs) is skipped while the last one found
+        # no limited queue and nothing to take; a due job the fast path could not take, or
+        # FLOW_RECHECK seconds, bring it back (see _claim_loop).
+        self._flow_idle = False
+        self._flow_busy = False
+        self._flow_at = 0.0
+        self._alternate = False
+        self._fast_busy = False
         self.listener: Listener | None = None
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
@@ -214,15 +224,24 @@ class Worker:
             want = min(room, batch_cap)
             self._wake.clear()
             try:
-                jobs = await self._claim(want)
-                if len(jobs) < want:
-                    # Start what the fast path found, then look for limited and grouped work.
-                    dispatcher.add(jobs)
-                    await asyncio.sleep(0)  # their handlers start before the next claim
-                    flow_jobs = await self._claim(want - len(jobs), flow=True)
-                    jobs, claimed = flow_jobs, len(jobs) + len(flow_jobs)
-                else:
-                    claimed = len(jobs)
+                # Which claim goes first: the flow claim on every other round while it is
+                # finding work (grouped or limited jobs share the worker with ungrouped
+                # ones instead of waiting for them), and once every FLOW_RECHECK seconds
+                # while the fast path fills whole batches; otherwise the fast path, and the
+                # flow claim only for what it left over.
+                self._alternate = not self._alternate
+                flow_first = (self._flow_busy and self._alternate) or (
+                    self._fast_busy and time.monotonic() - self._flow_at > FLOW_RECHECK
+                )
+                jobs = await self._claim(want, flow=flow_first)
+                claimed, ran_flow = len(jobs), flow_first
+                if not flow_first:
+                    self._fast_busy = claimed == want
+                if claimed < want and (flow_first or not self._flow_idle):
+                    dispatcher.add(jobs)  # their handlers start before the next claim
+                    await asyncio.sleep(0)
+                    jobs = await self._claim(want - claimed, flow=not flow_first)
+                    claimed, ran_flow = claimed + len(jobs), True
                 backoff = 0.1
             except psycopg.Error as exc:
                 log.warning("claim failed, retrying in %.1fs: %s", backoff, first_line(exc))
@@ -234,9 +253,13 @@ class Worker:
             dispatcher.add(jobs)
             if claimed:
                 due_backoff = _DUE_BACKOFF_START
+                await asyncio.sleep(0)  # handlers start before this loop's next query
             if claimed == want:
                 continue  # there may be more; claim again as soon as a slot allows
             timeout = await self._idle_timeout()
+            if timeout <= 0 and self._flow_idle and not ran_flow:
+                self._flow_idle = False  # a due job the fast path cannot take: flow claim
+                continue
             if timeout <= 0:
                 # A job is due, yet the claim did not return it: another transaction holds
                 # its row lock (SKIP LOCKED passed it over). Back off instead of spinning.
@@ -259,11 +282,15 @@ class Worker:
                 # One transaction, one round trip (pipeline): lock the limited queues' rows,
                 # then claim in a fresh snapshot (see queue_lock_limited for why).
                 async with conn.pipeline(), conn.transaction():
-                    await conn.execute(self.app.query("queue_lock_limited"), params)
+                    lock = await conn.execute(self.app.query("queue_lock_limited"), params)
                     cur = await conn.execute(self.app.query("job_claim_flow"), params)
+                rows = await cur.fetchall()
+                self._flow_idle = not rows and not await lock.fetchall()
+                self._flow_busy = bool(rows)
+                self._flow_at = time.monotonic()
             else:
                 cur = await conn.execute(self.app.query("job_claim_batch"), params)
-            rows = await cur.fetchall()
+                rows = await cur.fetchall()
         jobs = [Claimed.from_row(r) for r in rows]
         for job in jobs:
             self.held.add(job.id, job.attempt)

@@ -216,3 +216,29 @@ def test_priority_aging_lets_low_priority_run_under_a_high_priority_stream(
     finally:
         stop.set()
         producer.join(5)
+
+
+def test_grouped_jobs_get_a_turn_while_ungrouped_ones_fill_every_batch(
+    conn: Conn, schema: str, workers: Workers
+) -> None:
+    """The fast path (ungrouped jobs) can fill every claim during a long drain; the flow
+    claim still gets a share of a batch every second, so grouped jobs enqueued meanwhile
+    do not wait for the whole drain."""
+    enqueue_sql(conn, schema, 800, "mixed", seconds=0.01)
+    workers.start("--queue", "mixed", "--concurrency", "4", *FAST)
+    wait_until(
+        lambda: states(conn, schema, "mixed").get("succeeded", 0) >= 50,
+        timeout=30,
+        what="the ungrouped drain under way",
+    )
+    enqueue_sql(conn, schema, 3, "mixed", group_key="T", seconds=0.01)
+    wait_until(
+        lambda: states(conn, schema, "mixed") == {"succeeded": 803},
+        timeout=90,
+        what="all done",
+    )
+    order = conn.execute(
+        f"SELECT group_key FROM \"{schema}\".jobs WHERE queue = 'mixed' ORDER BY started_at, id"
+    ).fetchall()
+    grouped = [i for i, (g,) in enumerate(order) if g == "T"]
+    assert grouped[-1] < 700, f"grouped jobs started at {grouped} of 803"
