@@ -273,8 +273,6 @@ def dedupe_lookup_failed(key: str | None) -> InvalidJobError:
 
 
 def _after_statement(schema: str, params: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    if len(params) == 1:
-        return query(schema, "job_insert_after"), params[0]
     return query(schema, "job_insert_many_after"), batch_param(params)
 
 
@@ -348,10 +346,10 @@ def insert_after(
     ids = [int(r[0]) for r in rows]
     if len(params) == 1 and not ids:  # a dedupe key held by an unfinished job
         found = single_id(
-            run_sync(conn, query(schema, "job_find_unfinished_by_dedupe_key"), values)
+            run_sync(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params[0])
         )
         if found is None:
-            raise dedupe_lookup_failed(values["dedupe_key"])
+            raise dedupe_lookup_failed(params[0]["dedupe_key"])
         return [found]
     check = _fresh_waiting(rows) if own else None
     if check is not None:
@@ -383,10 +381,10 @@ async def insert_after_async(
     ids = [int(r[0]) for r in rows]
     if len(params) == 1 and not ids:
         found = single_id(
-            await run_async(conn, query(schema, "job_find_unfinished_by_dedupe_key"), values)
+            await run_async(conn, query(schema, "job_find_unfinished_by_dedupe_key"), params[0])
         )
         if found is None:
-            raise dedupe_lookup_failed(values["dedupe_key"])
+            raise dedupe_lookup_failed(params[0]["dedupe_key"])
         return [found]
     check = _fresh_waiting(rows) if own else None
     if check is not None:

@@ -105,34 +105,14 @@ ON CONFLICT (dedupe_key)
 DO NOTHING
 RETURNING id;
 
--- name: job_insert_after
--- A job with dependencies (after=). It starts in the state dependency_state() gives:
--- 'waiting' until they all succeed, 'queued' if they already have, 'cancelled' (finished,
--- with a 'dependency' error) if one failed or was cancelled; a dependency that does not
--- exist raises foreign_key_violation. Only jobs with dependencies come here, so
--- job_insert and the COPY path stay as they are. A dedupe key held by an unfinished
--- (waiting too) job returns nothing, as in job_insert_deduped.
-INSERT INTO {schema}.jobs AS j (queue, task, args, kwargs, priority, run_at, max_attempts,
-                                dedupe_key, depends_on, state, finished_at, errors,
-                                group_key)
-SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
-       COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-       %(max_attempts)s, %(dedupe_key)s, %(depends_on)s::bigint[], s.state,
-       CASE WHEN s.state = 'cancelled' THEN now() END,
-       CASE WHEN s.state = 'cancelled' THEN jsonb_build_array(jsonb_build_object(
-                'attempt', 0, 'kind', 'dependency', 'at', now(),
-                'message', 'a job it depends on had already failed or been cancelled'))
-            ELSE '[]'::jsonb END,
-       %(group_key)s
-FROM (SELECT {schema}.dependency_state(%(depends_on)s::bigint[]) AS state) AS s
-ON CONFLICT (dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
-DO NOTHING
-RETURNING j.id, j.state;
-
 -- name: job_insert_many_after
--- job_insert_many for a batch in which some job has dependencies: each row starts in
--- the state dependency_state() gives it (see job_insert_after).
+-- Jobs with dependencies (after=), one or a batch; the batch travels as in
+-- job_insert_many. Each row starts in the state dependency_state() gives it: 'waiting'
+-- until they all succeed, 'queued' if they already have, 'cancelled' (finished, with a
+-- 'dependency' error) if one failed or was cancelled; a dependency that does not exist
+-- raises foreign_key_violation. Only jobs with dependencies come here, so job_insert and
+-- the COPY path stay as they are. A dedupe key held by an unfinished (waiting too) job
+-- returns nothing for that row, as in job_insert_deduped.
 INSERT INTO {schema}.jobs AS n (queue, task, args, kwargs, priority, run_at, max_attempts,
                                 dedupe_key, depends_on, state, finished_at, errors,
                                 group_key)

@@ -572,3 +572,52 @@ def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
         assert job(conn, schema, job_id)["worker_id"] == worker.id
         row = wait_state(conn, schema, job_id, "succeeded")
     assert (row["result"], row["attempt"], row["errors"]) == ("done", 1, [])
+
+
+def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
+    app: App, conn: Conn, schema: str
+) -> None:
+    """The other half of the fencing token: the holder's own id with an attempt that is
+    not the current one (a run whose lease was lost and then re-claimed by the same worker)
+    changes nothing, in every fenced write, batched ones included."""
+
+    @app.task(name="hold_attempt")
+    async def hold_attempt(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    job_id = hold_attempt.defer(1.0)
+    other = hold_attempt.defer(1.0)  # a second held job, so the batch has two entries
+    with running(app) as worker:
+        row = wait_state(conn, schema, job_id, "running")
+        wait_state(conn, schema, other, "running")
+        stale = row["attempt"] + 1
+        params: dict[str, Any] = {
+            "ids": [other, job_id],
+            "attempts": [0, stale],  # neither is the current attempt
+            "worker_id": worker.id,
+            "done": f'[{{"id":{job_id},"attempt":{stale},"result":"stale"}}]',
+            "id": job_id,
+            "attempt": stale,
+            "lease": 60.0,
+            "seconds": 60.0,
+            "final": True,
+            "backoff": 0.0,
+            "error": '{"kind":"error","message":"stale"}',
+        }
+        for name in (
+            "job_complete_fenced",
+            "job_heartbeat_fenced",
+            "job_held_check",
+            "job_fail_fenced",
+            "job_cancel_fenced",
+            "job_extend_lease_fenced",
+            "job_release_fenced",
+        ):
+            assert conn.execute(app.query(name), params).fetchall() == [], name
+        # the current attempt still counts: the held-check sees both jobs as the worker's
+        current = {**params, "attempts": [job(conn, schema, other)["attempt"], row["attempt"]]}
+        held = conn.execute(app.query("job_held_check"), current).fetchall()
+        assert sorted(r[0] for r in held) == sorted([job_id, other])
+        row = wait_state(conn, schema, job_id, "succeeded")
+    assert (row["result"], row["attempt"], row["errors"]) == ("done", 1, [])

@@ -54,6 +54,23 @@ def most_at_once(conn: Conn, schema: str, queue: str, group: str | None = None) 
     return peak
 
 
+def wait_done(conn: Conn, schema: str, queue: str, n: int) -> None:
+    wait_until(
+        lambda: states(conn, schema, queue) == {"succeeded": n},
+        timeout=90,
+        what=f"{n} jobs of {queue} succeeded",
+    )
+
+
+def start_positions(conn: Conn, schema: str, queue: str, group: str) -> list[int]:
+    """Where the jobs of ``group`` stand in the order the queue's jobs started."""
+    order = conn.execute(
+        f'SELECT group_key FROM "{schema}".jobs WHERE queue = %s ORDER BY started_at, id',
+        (queue,),
+    ).fetchall()
+    return [i for i, (g,) in enumerate(order) if g == group]
+
+
 @contextmanager
 def sampling(dsn: str, sql: str, params: tuple[Any, ...]) -> Iterator[list[int]]:
     """Run ``sql`` (one integer) every few ms in a thread until the block ends."""
@@ -86,22 +103,14 @@ def test_max_running_holds_across_three_racing_workers(
     running = f"SELECT count(*) FROM \"{schema}\".jobs WHERE queue = 'gpu' AND state = 'running'"
     with sampling(pg_dsn, running, ()) as seen:
         enqueue_sql(conn, schema, 40, "gpu", seconds=0.1)  # all three race for the slots
-        wait_until(
-            lambda: states(conn, schema, "gpu") == {"succeeded": 40},
-            timeout=60,
-            what="40 capped jobs done",
-        )
+        wait_done(conn, schema, "gpu", 40)
     assert max(seen) == 3, f"running counts seen: {sorted(set(seen))}"
     assert most_at_once(conn, schema, "gpu") <= 3
     # Lifting the cap lets one worker run its whole concurrency again.
     qapp.admin.set_limits("gpu", max_running=None)
     enqueue_sql(conn, schema, 30, "gpu", seconds=0.3)
     with sampling(pg_dsn, running, ()) as seen:
-        wait_until(
-            lambda: states(conn, schema, "gpu") == {"succeeded": 70},
-            timeout=60,
-            what="30 uncapped jobs done",
-        )
+        wait_done(conn, schema, "gpu", 70)
     assert max(seen) > 3
 
 
@@ -112,11 +121,7 @@ def test_rate_limit_holds_per_window_across_workers(
     enqueue_sql(conn, schema, 20, "mail")
     for i in range(3):
         workers.start("--queue", "mail", "--concurrency", "8", *FAST, name=f"w{i}")
-    wait_until(
-        lambda: states(conn, schema, "mail") == {"succeeded": 20},
-        timeout=60,
-        what="20 rate-limited jobs done",
-    )
+    wait_done(conn, schema, "mail", 20)
     # started_at is the claim's now(), the same clock the claim's window is computed from
     per_window = conn.execute(
         "SELECT floor(extract(epoch FROM started_at) / 0.5) AS w, count(*) "
@@ -136,16 +141,8 @@ def test_a_flooding_tenant_does_not_starve_another(
     enqueue_sql(conn, schema, 10, "reports", group_key="B", seconds=0.02)
     for i in range(2):
         workers.start("--queue", "reports", "--concurrency", "4", *FAST, name=f"w{i}")
-    wait_until(
-        lambda: states(conn, schema, "reports") == {"succeeded": 310},
-        timeout=90,
-        what="310 grouped jobs done",
-    )
-    # Position of each job in the order jobs started: B's last must come early.
-    order = conn.execute(
-        f"SELECT group_key FROM \"{schema}\".jobs WHERE queue = 'reports' ORDER BY started_at, id"
-    ).fetchall()
-    b_positions = [i for i, (g,) in enumerate(order) if g == "B"]
+    wait_done(conn, schema, "reports", 310)
+    b_positions = start_positions(conn, schema, "reports", "B")  # B's last must come early
     assert len(b_positions) == 10
     assert b_positions[-1] < 60, f"B's jobs started at positions {b_positions} of 310"
 
@@ -165,11 +162,7 @@ def test_per_group_cap_holds_while_other_groups_run(
     with sampling(pg_dsn, per_group, ()) as seen:
         for i in range(3):
             workers.start("--queue", "reports", "--concurrency", "5", *FAST, name=f"w{i}")
-        wait_until(
-            lambda: states(conn, schema, "reports") == {"succeeded": 66},
-            timeout=60,
-            what="66 jobs done",
-        )
+        wait_done(conn, schema, "reports", 66)
     assert max(seen) == 2, sorted(set(seen))
     assert most_at_once(conn, schema, "reports", "A") <= 2
     assert most_at_once(conn, schema, "reports", "B") <= 2
@@ -232,13 +225,6 @@ def test_grouped_jobs_get_a_turn_while_ungrouped_ones_fill_every_batch(
         what="the ungrouped drain under way",
     )
     enqueue_sql(conn, schema, 3, "mixed", group_key="T", seconds=0.01)
-    wait_until(
-        lambda: states(conn, schema, "mixed") == {"succeeded": 803},
-        timeout=90,
-        what="all done",
-    )
-    order = conn.execute(
-        f"SELECT group_key FROM \"{schema}\".jobs WHERE queue = 'mixed' ORDER BY started_at, id"
-    ).fetchall()
-    grouped = [i for i, (g,) in enumerate(order) if g == "T"]
+    wait_done(conn, schema, "mixed", 803)
+    grouped = start_positions(conn, schema, "mixed", "T")
     assert grouped[-1] < 700, f"grouped jobs started at {grouped} of 803"

@@ -47,6 +47,17 @@ def view(conn: Conn, schema: str, name: str, where: str = "", *params: Any) -> l
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
+# queue_stats columns of a queue without waiting jobs and without limits
+NO_FLOW = {
+    "waiting": 0,
+    "max_running": None,
+    "max_running_per_group": None,
+    "rate_limit": None,
+    "rate_period": None,
+    "priority_aging": None,
+}
+
+
 def stats(conn: Conn, schema: str) -> dict[str, dict[str, Any]]:
     """queue_stats by queue name, without the queue column."""
     return {r.pop("queue"): r for r in view(conn, schema, "queue_stats", "ORDER BY queue")}
@@ -110,12 +121,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "failed": 1,
         "finished_last_minute": 2,
         "paused": False,
-        "waiting": 0,
-        "max_running": None,
-        "max_running_per_group": None,
-        "rate_limit": None,
-        "rate_period": None,
-        "priority_aging": None,
+        **NO_FLOW,
     }
     other_age = s["other"].pop("oldest_queued_age_seconds")
     assert 5 <= float(other_age) < 30
@@ -126,12 +132,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "failed": 0,
         "finished_last_minute": 0,
         "paused": False,
-        "waiting": 0,
-        "max_running": None,
-        "max_running_per_group": None,
-        "rate_limit": None,
-        "rate_period": None,
-        "priority_aging": None,
+        **NO_FLOW,
     }
     assert s["idle"] == {
         "queued": 0,
@@ -141,12 +142,7 @@ def test_queue_stats_counts_per_queue_while_worker_runs(
         "oldest_queued_age_seconds": None,
         "finished_last_minute": 0,
         "paused": True,
-        "waiting": 0,
-        "max_running": None,
-        "max_running_per_group": None,
-        "rate_limit": None,
-        "rate_period": None,
-        "priority_aging": None,
+        **NO_FLOW,
     }
     # app.admin.queues() is the same view
     for rows in (api, s):
