@@ -6,8 +6,10 @@ tuples and the table stay bounded?
 Runs in a throwaway schema (dropped afterwards) with one `pgqueue work` process that
 keeps succeeded jobs for --keep seconds (the pruner deletes older ones, as retention
 does in production, only sooner). Every --every seconds it prints: jobs finished per
-second over the interval, queue depth, n_live_tup / n_dead_tup of the jobs table, and
-its total size (with indexes). --json writes all samples.
+second over the interval, queue depth, n_live_tup / n_dead_tup of the (hot) jobs table,
+its total size with indexes, how often it was vacuumed (autovacuum or pgqueue's own
+vacuumer), and the succeeded jobs kept in succeeded_jobs with that table's size.
+--json writes all samples.
 """
 
 from __future__ import annotations
@@ -27,21 +29,23 @@ def sample(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> dict[st
     row = conn.execute(
         f"""SELECT
               (SELECT count(*) FROM "{schema}".jobs WHERE state = 'queued'),
-              (SELECT count(*) FROM "{schema}".jobs WHERE state = 'succeeded'),
+              (SELECT count(*) FROM "{schema}".succeeded_jobs),
               s.n_live_tup, s.n_dead_tup, pg_total_relation_size(s.relid),
-              coalesce(s.autovacuum_count, 0)
+              coalesce(s.autovacuum_count, 0) + coalesce(s.vacuum_count, 0),
+              pg_total_relation_size('"{schema}".succeeded_jobs'::regclass)
             FROM pg_stat_user_tables s WHERE s.schemaname = %s AND s.relname = 'jobs'""",
         (schema,),
     ).fetchone()
     assert row is not None
-    queued, kept, live, dead, size, vacuums = (float(v) for v in row)  # type: ignore[arg-type]
+    queued, kept, live, dead, size, vacuums, history = (float(v) for v in row)  # type: ignore[arg-type]
     return {
         "queued": queued,
         "kept_succeeded": kept,
         "n_live_tup": live,
         "n_dead_tup": dead,
         "total_bytes": size,
-        "autovacuums": vacuums,
+        "vacuums": vacuums,
+        "succeeded_jobs_bytes": history,
     }
 
 
@@ -70,7 +74,7 @@ def main() -> int:
         last_done, last_t = 0.0, start
         print(
             f"{'t (s)':>6} {'done/s':>8} {'queued':>7} {'live':>8} {'dead':>8} "
-            f"{'MB':>7} {'vacuums':>7}",
+            f"{'MB':>7} {'vacuums':>7} {'kept':>8} {'hist MB':>7}",
             file=sys.stderr,
         )
         while True:
@@ -85,7 +89,8 @@ def main() -> int:
                 print(
                     f"{s['t']:>6.0f} {s['done_per_s']:>8.0f} {s['queued']:>7.0f} "
                     f"{s['n_live_tup']:>8.0f} {s['n_dead_tup']:>8.0f} "
-                    f"{s['total_bytes'] / 2**20:>7.1f} {s['autovacuums']:>7.0f}",
+                    f"{s['total_bytes'] / 2**20:>7.1f} {s['vacuums']:>7.0f} "
+                    f"{s['kept_succeeded']:>8.0f} {s['succeeded_jobs_bytes'] / 2**20:>7.1f}",
                     file=sys.stderr,
                 )
                 next_sample += args.every

@@ -50,7 +50,7 @@ def build_app(dsn: str | None, schema: str) -> App:
 def _counts(app: App) -> dict[str, int]:
     with app.pool().connection() as conn:
         rows = conn.execute(
-            f'SELECT state, count(*) FROM "{app.schema}".jobs GROUP BY state'
+            f'SELECT state, count(*) FROM "{app.schema}".all_jobs GROUP BY state'
         ).fetchall()
     return {str(s): int(n) for s, n in rows}
 
@@ -70,6 +70,7 @@ def run_demo(dsn: str | None, schema: str, jobs: int = 300) -> None:
     upgrade(app.dsn, schema)
     with app.pool().connection() as conn:
         conn.execute(f'DELETE FROM "{schema}".jobs')
+        conn.execute(f'DELETE FROM "{schema}".succeeded_jobs')
     images = jobs * 2 // 3
     emails = jobs - images - 1
     specs = [app.tasks["demo.resize_image"].spec(i, 640) for i in range(images)]
@@ -133,14 +134,14 @@ def _summary(app: App, elapsed: float) -> None:
     s = f'"{app.schema}"'
     with app.pool().connection() as conn:
         by_task = conn.execute(
-            f"SELECT task, state, count(*), sum(attempt), max(attempt) FROM {s}.jobs "
+            f"SELECT task, state, count(*), sum(attempt), max(attempt) FROM {s}.all_jobs "
             "GROUP BY task, state ORDER BY task, state"
         ).fetchall()
         dead = conn.execute(
             f"SELECT id, task, attempt, errors -> -1 ->> 'message' FROM {s}.jobs "
             "WHERE state = 'failed' ORDER BY id LIMIT 3"
         ).fetchall()
-        total = conn.execute(f"SELECT count(*) FROM {s}.jobs").fetchone()
+        total = conn.execute(f"SELECT count(*) FROM {s}.all_jobs").fetchone()
     n = int(total[0]) if total else 0
     click.echo(
         f"\nworked {n} jobs in {elapsed:.2f}s "
@@ -156,6 +157,6 @@ Look inside with plain SQL, e.g. psql "{app.dsn}":
   SELECT * FROM {s}.queue_stats;
   SELECT id, task, attempt, errors -> -1 ->> 'message' AS last_error
     FROM {s}.jobs WHERE state = 'failed';
-  SELECT task, avg(finished_at - started_at) FROM {s}.jobs GROUP BY task;
+  SELECT task, avg(finished_at - started_at) FROM {s}.all_jobs GROUP BY task;
 or with the CLI:
   pgqueue --schema {app.schema} status""")

@@ -164,7 +164,7 @@ def drain_prefilled(dsn: str, jobs: int, concurrency: int | None) -> dict:
         with psycopg.connect(dsn, autocommit=True) as conn:
             secs, ok = conn.execute(
                 f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at)),"
-                f" count(*) FILTER (WHERE state = 'succeeded') FROM \"{schema}\".jobs"
+                f" count(*) FILTER (WHERE state = 'succeeded') FROM \"{schema}\".all_jobs"
             ).fetchone()
         if ok != jobs:
             raise BenchError(f"{ok} of {jobs} jobs succeeded")

@@ -29,7 +29,7 @@ class BenchError(PgQueueError):
 def reset(app: App) -> None:
     """Empty the jobs table between runs."""
     with psycopg.connect(app.dsn, autocommit=True) as conn:
-        conn.execute(f'TRUNCATE "{app.schema}".jobs')
+        conn.execute(f'TRUNCATE "{app.schema}".jobs, "{app.schema}".succeeded_jobs')
         conn.execute(f'DELETE FROM "{app.schema}".workers')
         conn.execute(f'VACUUM ANALYZE "{app.schema}".jobs')
 
@@ -133,7 +133,7 @@ def w3_drain(
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         row: Any = conn.execute(
             f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "
-            f"FROM \"{app.schema}\".jobs WHERE state = 'succeeded' AND priority >= 0"
+            f"FROM \"{app.schema}\".all_jobs WHERE state = 'succeeded' AND priority >= 0"
         ).fetchone()
     seconds, done = float(row[0]), int(row[1])
     if done != jobs:
@@ -168,7 +168,7 @@ def w4_latency(
         _wait_drained(app, timeout=60)
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         rows = conn.execute(
-            f"SELECT id, result FROM \"{app.schema}\".jobs WHERE task = 'bench.stamp'"
+            f"SELECT id, result FROM \"{app.schema}\".all_jobs WHERE task = 'bench.stamp'"
         ).fetchall()
     latencies = sorted((float(result) - sent[int(job_id)]) * 1000 for job_id, result in rows)
     if len(latencies) != jobs:

@@ -29,10 +29,10 @@ RETURNING id;
 -- nothing: ON CONFLICT targets the partial unique index jobs_dedupe_key_idx, so of many
 -- connections enqueuing one key at once exactly one inserts (the others wait for its
 -- commit, then conflict) and the caller looks the holder up. With unique_for, a job with
--- the key that finished less than that long ago (found through jobs_dedupe_finished_idx)
--- counts too and is returned instead.
+-- the key that finished less than that long ago (found through jobs_dedupe_finished_idx
+-- and succeeded_jobs_dedupe_idx) counts too and is returned instead.
 WITH recent AS (
-    SELECT id FROM {schema}.jobs
+    SELECT id FROM {schema}.all_jobs
     WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
       AND state IN ('succeeded', 'failed', 'cancelled')
       AND finished_at > now() - make_interval(secs => %(unique_for)s::float8)
@@ -142,7 +142,7 @@ RETURNING n.id, n.state;
 -- Before a job with dependencies goes into a caller's transaction: the ids that name no
 -- job (a failed INSERT would abort the caller's whole transaction).
 SELECT d FROM unnest(%(ids)s::bigint[]) AS d
-WHERE NOT EXISTS (SELECT 1 FROM {schema}.jobs AS j WHERE j.id = d)
+WHERE NOT EXISTS (SELECT 1 FROM {schema}.all_jobs AS j WHERE j.id = d)
 ORDER BY d;
 
 -- name: job_resolve_dependents
@@ -193,13 +193,13 @@ COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group
 SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
-FROM {schema}.jobs WHERE id = %(id)s;
+FROM {schema}.all_jobs WHERE id = %(id)s;
 
 -- name: job_outcome
 -- What job.result() needs: the state, the stored result, the last error.
 SELECT state, result, errors -> -1 AS last_error, task, attempt, max_attempts,
        run_at > now() AS scheduled
-FROM {schema}.jobs WHERE id = %(id)s;
+FROM {schema}.all_jobs WHERE id = %(id)s;
 
 -- name: job_claim_batch
 -- The fast path: jobs without a group key, of this worker's queues that have no limits
@@ -396,33 +396,44 @@ WHERE state = 'queued'
                         WHERE p.name = u.name AND p.paused_at IS NOT NULL)));
 
 -- name: job_complete_fenced
--- Batched completion. A row that does not match (id, attempt, worker, running) is a job
--- whose lease was lost: it is left alone and missing from RETURNING.
+-- Batched completion: the batch's jobs move from jobs to succeeded_jobs (migration 0004:
+-- a DELETE and an INSERT into an insert-only table cost about half the server time of an
+-- update in place, and jobs stays small). A row that does not match (id, attempt,
+-- worker, running) is a job whose lease was lost: it stays where it is, missing from
+-- RETURNING.
 -- "coalesce(state, '') = 'running'" (here, in the heartbeat and the release) keeps the
 -- planner off jobs_lease_idx (state = 'running'): after an ANALYZE that saw few running
 -- jobs it preferred that index, whose entries for jobs finished since (not vacuumed yet)
 -- each cost a heap visit, so every batch of a long drain got slower (20 ms -> 115 ms per
 -- batch, half the drain rate). By primary key the cost is the batch's own size.
--- Rows are locked in id order first (the heartbeat does the same), so a completion and
--- a heartbeat touching the same jobs cannot deadlock. "id = ANY(ids)" keeps the lookup
--- on the primary key (a join with the decoded batch got merge-joined over the whole
--- index). Whoever waits for a result (job.result()) hears of the whole batch on
+-- "id = ANY(ids)" keeps the lookup on the primary key (a join with the decoded batch
+-- got merge-joined over the whole index). No lock order is needed: the heartbeat and
+-- the reaper skip locked rows instead of waiting, and one worker's completions do not
+-- overlap. Whoever waits for a result (job.result()) hears of the whole batch on
 -- {done_channel}: one NOTIFY per 300 ids (a payload must stay under 8000 bytes; 300
 -- bigints with commas take at most 6000).
-WITH mine AS (
-    SELECT j.id, j.attempt FROM {schema}.jobs AS j
-    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
-      AND coalesce(j.state, '') = 'running'  -- by id, never by jobs_lease_idx: see above
-    ORDER BY j.id
-    FOR UPDATE OF j
-), d AS (
+WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(done)s::jsonb) AS d(id bigint, attempt integer, result jsonb)
+), gone AS (
+    DELETE FROM {schema}.jobs AS j
+    USING d
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = d.id AND j.attempt = d.attempt
+      AND j.worker_id = %(worker_id)s
+      AND coalesce(j.state, '') = 'running'  -- by id, never by jobs_lease_idx: see above
+    RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempt,
+              j.max_attempts, j.error_count, j.lost_count, j.worker_id, j.dedupe_key,
+              j.errors, d.result, j.created_at, j.started_at, j.cancel_requested_at,
+              j.group_key, j.depends_on
 ), done AS (
-    UPDATE {schema}.jobs AS j
-    SET state = 'succeeded', finished_at = now(), result = d.result, lease_expires_at = NULL
-    FROM mine JOIN d ON d.id = mine.id AND d.attempt = mine.attempt
-    WHERE j.id = mine.id
-    RETURNING j.id
+    INSERT INTO {schema}.succeeded_jobs (
+        id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
+        error_count, lost_count, worker_id, dedupe_key, errors, result, created_at,
+        started_at, finished_at, cancel_requested_at, group_key, depends_on)
+    SELECT id, queue, task, args, kwargs, 'succeeded', priority, run_at, attempt,
+           max_attempts, error_count, lost_count, worker_id, dedupe_key, errors, result,
+           created_at, started_at, now(), cancel_requested_at, group_key, depends_on
+    FROM gone
+    RETURNING id
 ), told AS (
     SELECT pg_notify('{done_channel}', string_agg(x.id::text, ','))
     FROM (SELECT id, row_number() OVER () - 1 AS n FROM done) AS x
@@ -638,8 +649,10 @@ RETURNING id;
 -- name: job_prune_finished
 -- Retention: delete finished jobs older than their state's retention, a small batch at a
 -- time (SKIP LOCKED, LIMIT) so the pruner never holds many locks or a long transaction.
--- One range scan per state on jobs_finished_idx (state, finished_at): each state's own
--- cutoff bounds its scan, so a pass costs what it deletes, not the size of the history.
+-- One range scan per state on jobs_finished_idx (state, finished_at), and one on
+-- succeeded_jobs_finished_idx: each cutoff bounds its scan, so a pass costs what it
+-- deletes, not the size of the history. (Succeeded jobs live in succeeded_jobs; the ones
+-- in jobs were completed in place by a worker older than migration 0004.)
 WITH old AS (
     SELECT c.id
     FROM (VALUES ('succeeded', %(keep_succeeded)s::float8),
@@ -654,10 +667,22 @@ WITH old AS (
         FOR UPDATE SKIP LOCKED
     ) AS c
     LIMIT %(limit)s
+), old_succeeded AS (
+    SELECT id FROM {schema}.succeeded_jobs
+    WHERE finished_at < now() - make_interval(secs => %(keep_succeeded)s::float8)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM {schema}.jobs AS j
+    WHERE j.id = ANY(ARRAY(SELECT id FROM old))
+    RETURNING j.state
+), gone_succeeded AS (
+    DELETE FROM {schema}.succeeded_jobs AS j
+    WHERE j.id = ANY(ARRAY(SELECT id FROM old_succeeded))
+    RETURNING j.state
 )
-DELETE FROM {schema}.jobs AS j
-WHERE j.id = ANY(ARRAY(SELECT id FROM old))
-RETURNING j.state;
+SELECT state FROM gone UNION ALL SELECT state FROM gone_succeeded;
 
 -- name: jobs_vacuum_due
 -- Whether the jobs table needs a vacuum that autovacuum is not giving it: autovacuum is
@@ -693,7 +718,7 @@ ORDER BY queue;
 -- Newest first; each filter is optional (NULL matches everything).
 SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, created_at,
        finished_at, errors -> -1 ->> 'message' AS last_error
-FROM {schema}.jobs
+FROM {schema}.all_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(scheduled)s::boolean IS NULL OR (run_at > now()) = %(scheduled)s)
@@ -723,7 +748,7 @@ SELECT {schema}.resume_queue(%(queue)s) AS resumed;
 -- name: queue_known
 -- A queue is known if it has jobs or a row in the queues table.
 SELECT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = %(queue)s)
-    OR EXISTS (SELECT 1 FROM {schema}.jobs WHERE queue = %(queue)s) AS known;
+    OR EXISTS (SELECT 1 FROM {schema}.all_jobs WHERE queue = %(queue)s) AS known;
 
 -- name: job_prune
 SELECT {schema}.prune_jobs(make_interval(secs => %(older_than)s::float8), %(states)s::text[])

@@ -62,7 +62,7 @@ def test_acknowledged_jobs_survive_postmaster_kill(bin_dir: Path | None) -> None
             row = c.execute("SELECT pg_postmaster_start_time()").fetchone()
             assert row is not None and row[0] > started_before  # really a new server
             rows = c.execute(
-                "SELECT id, (args->>0)::int, state FROM pgqueue.jobs ORDER BY id"
+                "SELECT id, (args->>0)::int, state FROM pgqueue.all_jobs ORDER BY id"
             ).fetchall()
         assert {job_id: i for job_id, i, _ in rows} == acknowledged
         assert {state for _, _, state in rows} == {"queued"}

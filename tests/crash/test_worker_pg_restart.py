@@ -39,7 +39,7 @@ def cluster() -> Iterator[PgCluster]:
 def _states(dsn: str) -> dict[str, int]:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
-            rows = conn.execute(f"SELECT state, count(*) FROM {SCHEMA}.jobs GROUP BY state")
+            rows = conn.execute(f"SELECT state, count(*) FROM {SCHEMA}.all_jobs GROUP BY state")
             return {state: n for state, n in rows}
     except psycopg.OperationalError:
         return {}
@@ -84,7 +84,7 @@ def test_workers_ride_out_a_postgres_kill_and_finish_every_job(cluster: PgCluste
         with psycopg.connect(cluster.dsn) as conn:
             # Each job ran at least once; at least one of the runs is the one that completed.
             missing = conn.execute(
-                f"SELECT count(*) FROM {SCHEMA}.jobs j WHERE NOT EXISTS (SELECT 1 FROM "
+                f"SELECT count(*) FROM {SCHEMA}.all_jobs j WHERE NOT EXISTS (SELECT 1 FROM "
                 f"{SCHEMA}.effects e WHERE e.job_id = j.id AND e.attempt = j.attempt)"
             ).fetchone()
             assert missing == (0,)

@@ -31,7 +31,7 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def count_jobs(conn: Conn, schema: str) -> int:
-    row = conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()
+    row = conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone()
     assert row is not None
     return int(row[0])
 
@@ -77,7 +77,7 @@ def test_enqueue_prints_the_id(pg_dsn: str, schema: str, conn: Conn) -> None:
     job_id = int(out)
     row = conn.execute(
         f"SELECT task, args, kwargs, queue, priority, max_attempts, dedupe_key, "
-        f'run_at - created_at FROM "{schema}".jobs WHERE id = %s',
+        f'run_at - created_at FROM "{schema}".all_jobs WHERE id = %s',
         (job_id,),
     ).fetchone()
     assert row is not None
@@ -106,7 +106,7 @@ def test_enqueue_with_dsn_from_environment(pg_dsn: str, schema: str, conn: Conn)
         }
     ).invoke(cli, ["enqueue", "from.env"])
     assert result.exit_code == 0, result.output
-    assert conn.execute(f'SELECT task FROM "{schema}".jobs').fetchall() == [("from.env",)]
+    assert conn.execute(f'SELECT task FROM "{schema}".all_jobs').fetchall() == [("from.env",)]
 
 
 @pytest.mark.parametrize(

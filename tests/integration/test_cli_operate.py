@@ -44,7 +44,7 @@ def ok(dsn: str, schema: str, *args: str) -> str:
 
 def job_row(conn: Conn, schema: str, job_id: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(f'SELECT * FROM "{schema}".jobs WHERE id = %s', (job_id,)).fetchone()
+        row = cur.execute(f'SELECT * FROM "{schema}".all_jobs WHERE id = %s', (job_id,)).fetchone()
     assert row is not None
     return row
 
@@ -53,7 +53,7 @@ def snapshot(conn: Conn, schema: str) -> list[tuple[Any, ...]]:
     """Everything an operator command could change."""
     jobs = conn.execute(
         f"SELECT id, state, attempt, error_count, run_at, finished_at, cancel_requested_at "
-        f'FROM "{schema}".jobs ORDER BY id'
+        f'FROM "{schema}".all_jobs ORDER BY id'
     ).fetchall()
     queues = conn.execute(f'SELECT name, paused_at FROM "{schema}".queues ORDER BY name')
     return [*jobs, *queues.fetchall()]
@@ -420,7 +420,7 @@ def test_prune_table_and_json(
     papp.admin.cancel([recent])  # finished just now: kept
 
     def left() -> set[int]:
-        return {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".jobs')}
+        return {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".all_jobs')}
 
     everything = left()
     out = ok(pg_dsn, schema, "prune", "--older-than", "2w")

@@ -101,7 +101,7 @@ def test_resolve_dependents_statements(app: App, conn: Conn, schema: str, listen
         return int(row[0])
 
     def state(job_id: int) -> str:
-        row = conn.execute(f'SELECT state FROM "{schema}".jobs WHERE id = %s', (job_id,))
+        row = conn.execute(f'SELECT state FROM "{schema}".all_jobs WHERE id = %s', (job_id,))
         return str(row.fetchone()[0])  # type: ignore[index]
 
     a, b = make("running"), make("running")

@@ -24,14 +24,14 @@ Conn = psycopg.Connection[Any]
 
 
 def count_jobs(conn: Conn, schema: str) -> int:
-    row = conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()
+    row = conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone()
     assert row is not None
     return int(row[0])
 
 
 def job_row(conn: Conn, schema: str, job_id: int) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(f'SELECT * FROM "{schema}".jobs WHERE id = %s', (job_id,)).fetchone()
+        row = cur.execute(f'SELECT * FROM "{schema}".all_jobs WHERE id = %s', (job_id,)).fetchone()
     assert row is not None, f"job {job_id} is not in the table"
     return row
 
@@ -298,7 +298,8 @@ def test_psycopg_connection_rollback_and_commit(
         own.commit()
     assert count_jobs(conn, schema) == 1
     assert job_row(conn, schema, kept)["args"] == ["committed"]
-    assert conn.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = %s', (gone,)).fetchone() is None
+    gone_row = conn.execute(f'SELECT 1 FROM "{schema}".all_jobs WHERE id = %s', (gone,))
+    assert gone_row.fetchone() is None
 
 
 def test_psycopg_transaction_block(
@@ -450,7 +451,7 @@ def test_enqueue_many_10000_in_input_order(app: App, send: Task, conn: Conn, sch
     assert count_jobs(conn, schema) == 10_000
     rows = conn.execute(
         f"SELECT id, (args->>0)::int, kwargs->>'n', queue, priority, dedupe_key, max_attempts "
-        f'FROM "{schema}".jobs ORDER BY id'
+        f'FROM "{schema}".all_jobs ORDER BY id'
     ).fetchall()
     by_id = {r[0]: r[1:] for r in rows}
     for i, job_id in enumerate(ids):

@@ -14,7 +14,8 @@ Conn = psycopg.Connection[tuple[object, ...]]
 
 def _rows(conn: Conn, schema: str, ids: list[int]) -> list[tuple[object, ...]]:
     return conn.execute(
-        f'SELECT id, queue, task, args, kwargs, priority, max_attempts, state FROM "{schema}".jobs '
+        "SELECT id, queue, task, args, kwargs, priority, max_attempts, state "
+        f'FROM "{schema}".all_jobs '
         "WHERE id = ANY(%s) ORDER BY id",
         (ids,),
     ).fetchall()
@@ -62,7 +63,7 @@ def test_bad_item_raises_and_writes_nothing(
     app.strict_tasks = False
     with pytest.raises(InvalidJobError, match=words):
         app.enqueue_batch("t.x", bad)
-    assert conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone() == (0,)
+    assert conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone() == (0,)
 
 
 def test_bad_options_raise_before_anything_is_written(app: App, conn: Conn, schema: str) -> None:
@@ -73,7 +74,7 @@ def test_bad_options_raise_before_anything_is_written(app: App, conn: Conn, sche
         app.enqueue_batch("t.x", [{}], priority=10**6)
     with pytest.raises(InvalidJobError, match="unknown task"):
         App(app._dsn_arg, schema=schema).enqueue_batch("nope", [{}])
-    assert conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone() == (0,)
+    assert conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone() == (0,)
 
 
 def test_batch_joins_the_callers_transaction(

@@ -74,7 +74,7 @@ def test_fenced_batch_writes_look_jobs_up_by_primary_key(
 GENERIC_CASES = [
     ("job_claim_batch", "ARRAY['q1'], 10, 'w', 30", "jobs_claim_idx"),
     ("job_claim_flow", "10, ARRAY['q1'], 'w', 30", "jobs_group_claim_idx"),
-    ("job_complete_fenced", "ARRAY[1,2,3]::bigint[], 'w', '[]'", "jobs_pkey"),
+    ("job_complete_fenced", "'[]', ARRAY[1,2,3]::bigint[], 'w'", "jobs_pkey"),
     ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], 30", "jobs_pkey"),
     ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]", "jobs_pkey"),
     ("job_reap_expired", "'k', 1000", "jobs_lease_idx"),

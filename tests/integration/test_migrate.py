@@ -446,6 +446,45 @@ def test_upgrade_from_0001_keeps_jobs_and_fills_the_new_views(
         app.close()
 
 
+def test_upgrade_from_0003_moves_succeeded_jobs_out_of_the_hot_table(
+    pg_dsn: str, unmigrated_schema: str, conn: Conn
+) -> None:
+    """0004: succeeded rows move to succeeded_jobs with every column; the rest stay in
+    jobs; all_jobs shows both, and the schema's SQL keeps working on moved jobs."""
+    s = unmigrated_schema
+    _upgrade_to(pg_dsn, s, "0003")
+    conn.execute(
+        f"""INSERT INTO "{s}".jobs (task, queue, state, attempt, result, dedupe_key,
+                                     started_at, finished_at)
+            VALUES ('t', 'q', 'succeeded', 1, '{{"n": 1}}', 'k1', now(), now()),
+                   ('t', 'q', 'failed', 3, NULL, NULL, now(), now()),
+                   ('t', 'q', 'queued', 0, NULL, NULL, NULL, NULL)"""
+    )
+    before = conn.execute(f'SELECT * FROM "{s}".jobs ORDER BY id').fetchall()
+    code, out, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
+    assert (code, err) == (0, "")
+    assert f"0003 -> {HEAD_REVISION}" in out
+    assert [r[0] for r in conn.execute(f'SELECT state FROM "{s}".jobs ORDER BY id')] == [
+        "failed",
+        "queued",
+    ]
+    moved = conn.execute(f'SELECT * FROM "{s}".succeeded_jobs').fetchall()
+    assert moved == [before[0]]  # every column, in the same order
+    assert conn.execute(f'SELECT * FROM "{s}".all_jobs ORDER BY id').fetchall() == before
+    done_id = before[0][0]
+    assert conn.execute(f'SELECT "{s}".cancel_job(%s)', (done_id,)).fetchone() == ("succeeded",)
+    assert conn.execute(f'SELECT "{s}".dependency_state(%s)', ([done_id],)).fetchone() == (
+        "queued",
+    )
+    app = App(pg_dsn, schema=s, strict_tasks=False)
+    try:
+        assert app.job(done_id).result() == {"n": 1}
+        again = app.enqueue("t", dedupe_key="k1", unique_for=3600)
+        assert int(again) == done_id  # the moved job still holds its key for unique_for
+    finally:
+        app.close()
+
+
 def test_api_in_a_callers_transaction_on_an_unmigrated_schema(
     pg_dsn: str, unmigrated_schema: str, schema: str, conn: Conn
 ) -> None:

@@ -12,7 +12,7 @@ Conn = psycopg.Connection[Any]
 
 
 def state(conn: Conn, schema: str, job_id: int) -> str:
-    row = conn.execute(f'SELECT state FROM "{schema}".jobs WHERE id = %s', (job_id,)).fetchone()
+    row = conn.execute(f'SELECT state FROM "{schema}".all_jobs WHERE id = %s', (job_id,)).fetchone()
     assert row is not None
     return str(row[0])
 

@@ -14,14 +14,14 @@ Conn = psycopg.Connection[Any]
 
 
 def row(conn: Conn, schema: str, job_id: int) -> dict[str, Any]:
-    cur = conn.execute(f'SELECT * FROM "{schema}".jobs WHERE id = %s', (job_id,))
+    cur = conn.execute(f'SELECT * FROM "{schema}".all_jobs WHERE id = %s', (job_id,))
     values = cur.fetchone()
     assert values is not None and cur.description is not None
     return dict(zip([c.name for c in cur.description], values, strict=True))
 
 
 def count(conn: Conn, schema: str) -> int:
-    (n,) = conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()  # type: ignore[misc]
+    (n,) = conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone()  # type: ignore[misc]
     return int(n)
 
 

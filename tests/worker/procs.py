@@ -34,7 +34,7 @@ def create_effects(conn: psycopg.Connection[Any], schema: str) -> None:
 
 def job(conn: psycopg.Connection[Any], schema: str, job_id: int) -> dict[str, Any]:
     """The job's row as a dict (raises if it does not exist)."""
-    cur = conn.execute(f'SELECT * FROM "{schema}".jobs WHERE id = %s', (job_id,))
+    cur = conn.execute(f'SELECT * FROM "{schema}".all_jobs WHERE id = %s', (job_id,))
     row = cur.fetchone()
     assert row is not None, f"no job {job_id}"
     assert cur.description is not None

@@ -27,7 +27,7 @@ FAST = ("--lease", "2", "--poll-interval", "0.5")
 
 
 def count_jobs(conn: Conn, schema: str) -> int:
-    row = conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone()
+    row = conn.execute(f'SELECT count(*) FROM "{schema}".all_jobs').fetchone()
     assert row is not None
     return int(row[0])
 

@@ -72,6 +72,11 @@ def test_sync_and_async_handlers_succeed(app: App, conn: Conn, schema: str) -> N
         assert r["finished_at"] is not None and r["started_at"] is not None
         assert r["finished_at"] >= r["started_at"]
         assert r["lease_expires_at"] is None
+    # A success moved out of the hot table in the completing statement; a failure stayed.
+    moved = conn.execute(f'SELECT id FROM "{schema}".succeeded_jobs ORDER BY id').fetchall()
+    assert [r[0] for r in moved] == sorted(ids)
+    hot = conn.execute(f'SELECT id, state FROM "{schema}".jobs').fetchall()
+    assert hot == [(opaque_id, "failed")]
     # A stopped worker leaves the workers table.
     assert conn.execute(f'SELECT count(*) FROM "{schema}".workers').fetchone() == (0,)
 

@@ -33,7 +33,7 @@ def enqueue_sql(conn: Conn, schema: str, n: int, queue: str, **extra: Any) -> No
 
 def states(conn: Conn, schema: str, queue: str) -> dict[str, int]:
     rows = conn.execute(
-        f'SELECT state, count(*) FROM "{schema}".jobs WHERE queue = %s GROUP BY state', (queue,)
+        f'SELECT state, count(*) FROM "{schema}".all_jobs WHERE queue = %s GROUP BY state', (queue,)
     )
     return {state: n for state, n in rows}
 
@@ -42,7 +42,7 @@ def most_at_once(conn: Conn, schema: str, queue: str, group: str | None = None) 
     """The most handlers of ``queue`` (and group) that were between 'start' and 'end' at
     one moment, from the effects marks."""
     rows = conn.execute(
-        f'SELECT e.at, e.note FROM "{schema}".effects AS e JOIN "{schema}".jobs AS j '
+        f'SELECT e.at, e.note FROM "{schema}".effects AS e JOIN "{schema}".all_jobs AS j '
         "ON j.id = e.job_id WHERE j.queue = %s AND (%s::text IS NULL OR j.group_key = %s) "
         "AND e.note IN ('start', 'end') ORDER BY e.at, e.note DESC",  # an end before a start
         (queue, group, group),
@@ -65,7 +65,7 @@ def wait_done(conn: Conn, schema: str, queue: str, n: int) -> None:
 def start_positions(conn: Conn, schema: str, queue: str, group: str) -> list[int]:
     """Where the jobs of ``group`` stand in the order the queue's jobs started."""
     order = conn.execute(
-        f'SELECT group_key FROM "{schema}".jobs WHERE queue = %s ORDER BY started_at, id',
+        f'SELECT group_key FROM "{schema}".all_jobs WHERE queue = %s ORDER BY started_at, id',
         (queue,),
     ).fetchall()
     return [i for i, (g,) in enumerate(order) if g == group]
@@ -125,7 +125,7 @@ def test_rate_limit_holds_per_window_across_workers(
     # started_at is the claim's now(), the same clock the claim's window is computed from
     per_window = conn.execute(
         "SELECT floor(extract(epoch FROM started_at) / 0.5) AS w, count(*) "
-        f"FROM \"{schema}\".jobs WHERE queue = 'mail' GROUP BY 1 ORDER BY 1"
+        f"FROM \"{schema}\".all_jobs WHERE queue = 'mail' GROUP BY 1 ORDER BY 1"
     ).fetchall()
     counts = [n for _, n in per_window]
     assert max(counts) == 4, per_window
@@ -155,7 +155,7 @@ def test_per_group_cap_holds_while_other_groups_run(
     enqueue_sql(conn, schema, 30, "reports", group_key="B", seconds=0.1)
     enqueue_sql(conn, schema, 6, "reports", seconds=0.1)  # ungrouped: not capped per group
     per_group = (
-        f'SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM "{schema}".jobs '
+        f'SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM "{schema}".all_jobs '
         "WHERE queue = 'reports' AND state = 'running' AND group_key IS NOT NULL "
         "GROUP BY group_key) AS g"
     )
@@ -173,7 +173,7 @@ def test_priority_aging_lets_low_priority_run_under_a_high_priority_stream(
     qapp: App, conn: Conn, schema: str, workers: Workers
 ) -> None:
     enqueue_sql(conn, schema, 1, "mixed", priority=0)
-    (low,) = conn.execute(f'SELECT max(id) FROM "{schema}".jobs').fetchone()  # type: ignore[misc]
+    (low,) = conn.execute(f'SELECT max(id) FROM "{schema}".all_jobs').fetchone()  # type: ignore[misc]
     stop = threading.Event()
 
     def high_stream() -> None:
@@ -181,7 +181,7 @@ def test_priority_aging_lets_low_priority_run_under_a_high_priority_stream(
         with psycopg.connect(conn.info.dsn, autocommit=True) as c:
             while not stop.is_set():
                 (queued,) = c.execute(  # type: ignore[misc]
-                    f"SELECT count(*) FROM \"{schema}\".jobs WHERE queue = 'mixed' "
+                    f"SELECT count(*) FROM \"{schema}\".all_jobs WHERE queue = 'mixed' "
                     "AND state = 'queued' AND priority > 0"
                 ).fetchone()
                 if queued < 3:
@@ -199,7 +199,7 @@ def test_priority_aging_lets_low_priority_run_under_a_high_priority_stream(
         )
 
         def low_state() -> str:
-            row = conn.execute(f'SELECT state FROM "{schema}".jobs WHERE id = %s', (low,))
+            row = conn.execute(f'SELECT state FROM "{schema}".all_jobs WHERE id = %s', (low,))
             return str(row.fetchone()[0])  # type: ignore[index]
 
         assert low_state() == "queued"  # starved so far: every claim found a 10 first

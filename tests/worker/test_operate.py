@@ -65,7 +65,7 @@ def stats(conn: Conn, schema: str) -> dict[str, dict[str, Any]]:
 
 def snapshot(conn: Conn, schema: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Every job row and every queues row: to show that a refused call wrote nothing."""
-    jobs = conn.execute(f'SELECT * FROM "{schema}".jobs ORDER BY id').fetchall()
+    jobs = conn.execute(f'SELECT * FROM "{schema}".all_jobs ORDER BY id').fetchall()
     queues = conn.execute(f'SELECT * FROM "{schema}".queues ORDER BY name').fetchall()
     return jobs, queues
 
@@ -499,6 +499,16 @@ def test_pause_lets_running_jobs_finish(
 
 
 # -- prune --------------------------------------------------------------------------------
+def backdate(conn: Conn, schema: str, ids: list[int]) -> None:
+    """finished_at two hours ago, wherever the jobs live (succeeded ones moved out)."""
+    for table in ("jobs", "succeeded_jobs"):
+        conn.execute(
+            f"UPDATE \"{schema}\".{table} SET finished_at = now() - interval '2 hours' "
+            "WHERE id = ANY(%s)",
+            (ids,),
+        )
+
+
 def test_prune_jobs_deletes_only_old_finished_jobs_of_the_given_states(
     app: App, conn: Conn, schema: str, release: threading.Event
 ) -> None:
@@ -531,14 +541,10 @@ def test_prune_jobs_deletes_only_old_finished_jobs_of_the_given_states(
         wait_state(conn, schema, busy, "running")
         # Two hours ago: past the 1 h we prune by, well inside the worker's own retention.
         # Unfinished rows get an old finished_at too: prune must go by state, not time only.
-        conn.execute(
-            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '2 hours' "
-            "WHERE id = ANY(%s)",
-            ([ok_old, bad_old, gone_old, queued, scheduled, busy],),
-        )
+        backdate(conn, schema, [ok_old, bad_old, gone_old, queued, scheduled, busy])
 
         def left() -> set[int]:
-            return {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".jobs').fetchall()}
+            return {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".all_jobs').fetchall()}
 
         everything = left()
 
@@ -622,11 +628,7 @@ def test_admin_api_does_the_same_through_python(
         assert [w["id"] for w in admin.workers()] == [worker.id]
 
         # prune
-        conn.execute(
-            f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '2 hours' "
-            "WHERE id = ANY(%s)",
-            ([paused, failed, later],),
-        )
+        backdate(conn, schema, [paused, failed, later])
         assert admin.prune(3600, ["succeeded"]) == 2  # paused and failed both succeeded
         assert admin.prune(3600) == 1  # later (cancelled)
         assert admin.prune(3600) == 0

@@ -54,7 +54,8 @@ def run_ats(conn: Conn, schema: str, task: str | None = None) -> list[datetime]:
     """The tick of every periodic job (of ``task``), in order, from its dedupe key
     ``periodic:<name>:<tick>`` (a retry moves run_at; the key stays)."""
     keys = conn.execute(
-        f'SELECT dedupe_key FROM "{schema}".jobs WHERE %(task)s::text IS NULL OR task = %(task)s',
+        f'SELECT dedupe_key FROM "{schema}".all_jobs '
+        "WHERE %(task)s::text IS NULL OR task = %(task)s",
         {"task": task},
     )
     return sorted(datetime.fromisoformat(k.split(":", 2)[2]) for (k,) in keys)
@@ -146,10 +147,12 @@ def test_on_time_ticks_each_get_a_job_with_the_options(app: App, conn: Conn, sch
     assert ticks[:3] == [last - 2 * SECOND, last - SECOND, last]
     assert_consecutive(ticks)
     rows = conn.execute(
-        f'SELECT DISTINCT task, queue, priority, max_attempts, args, state FROM "{schema}".jobs'
+        f'SELECT DISTINCT task, queue, priority, max_attempts, args, state FROM "{schema}".all_jobs'
     ).fetchall()
     assert rows == [("second", "reports", 5, 3, [7], "queued")]
-    keys = conn.execute(f'SELECT dedupe_key, run_at FROM "{schema}".jobs ORDER BY id').fetchall()
+    keys = conn.execute(
+        f'SELECT dedupe_key, run_at FROM "{schema}".all_jobs ORDER BY id'
+    ).fetchall()
     assert keys[0] == (f"periodic:second:{ticks[0].isoformat()}", ticks[0])  # run_at = tick
     assert periodic_row(conn, schema, "second") == ("every 1s", ticks[-1])
     notified = [n.payload for n in conn.notifies(timeout=2, stop_after=1)]
@@ -232,7 +235,7 @@ def test_three_workers_one_job_per_tick_and_a_restart(
     wait_until(
         lambda: (
             conn.execute(
-                f"SELECT count(*) FILTER (WHERE state <> 'succeeded') FROM \"{schema}\".jobs "
+                f"SELECT count(*) FILTER (WHERE state <> 'succeeded') FROM \"{schema}\".all_jobs "
                 "WHERE run_at < now() - interval '0.5 s'"
             ).fetchone()
             == (0,)
@@ -268,7 +271,7 @@ def test_three_workers_one_job_per_tick_and_a_restart(
         assert new[0] - old[-1] >= 3 * SECOND, (policy, old[-1], new[0])
         assert new[0] > restart - SECOND, (policy, restart, new[0])
         late = conn.execute(
-            f'SELECT count(*) FROM "{schema}".jobs WHERE task = %s '
+            f'SELECT count(*) FROM "{schema}".all_jobs WHERE task = %s '
             "AND created_at - run_at > interval '1.5 s'",
             (task,),
         ).fetchone()

@@ -21,7 +21,7 @@ FAST = ("--lease", "2", "--poll-interval", "0.5")
 
 
 def count_states(conn: Conn, schema: str) -> dict[str, int]:
-    rows = conn.execute(f'SELECT state, count(*) FROM "{schema}".jobs GROUP BY state')
+    rows = conn.execute(f'SELECT state, count(*) FROM "{schema}".all_jobs GROUP BY state')
     return {state: n for state, n in rows}
 
 
@@ -46,7 +46,7 @@ def test_two_processes_run_5000_jobs_exactly_once(
     assert per_job == (5000, 5000, 1, 1)
     assert conn.execute(f'SELECT count(*) FROM "{schema}".effects').fetchone() == (5000,)
     assert conn.execute(
-        f'SELECT min(attempt), max(attempt), sum(error_count + lost_count) FROM "{schema}".jobs'
+        f'SELECT min(attempt), max(attempt), sum(error_count + lost_count) FROM "{schema}".all_jobs'
     ).fetchone() == (1, 1, 0)
     pids = {r[0] for r in conn.execute(f'SELECT DISTINCT worker_pid FROM "{schema}".effects')}
     assert pids == children, "both worker processes did work"

@@ -17,7 +17,7 @@ def test_pruner_deletes_only_what_retention_says(
     app: App, conn: Conn, schema: str, pg_dsn: str
 ) -> None:
     app.strict_tasks = False
-    ids = app.enqueue_many([JobSpec("t.x", [i]) for i in range(9)])
+    ids = app.enqueue_many([JobSpec("t.x", [i]) for i in range(11)])
     s = f'"{schema}".jobs'
     # (state, finished how many seconds ago) per job
     plan = [
@@ -30,6 +30,8 @@ def test_pruner_deletes_only_what_retention_says(
         ("queued", None),
         ("running", None),
         ("succeeded", 3000),
+        ("succeeded", 120),  # these two move to succeeded_jobs, as a completion does
+        ("succeeded", 10),
     ]
     for job_id, (state, ago) in zip(ids, plan, strict=True):
         conn.execute(
@@ -38,6 +40,11 @@ def test_pruner_deletes_only_what_retention_says(
             "WHERE id = %s",
             (state, ago or 0, state, job_id),
         )
+    conn.execute(
+        f"WITH m AS (DELETE FROM {s} WHERE id = ANY(%s) RETURNING *) "
+        f'INSERT INTO "{schema}".succeeded_jobs SELECT * FROM m',
+        (ids[9:],),
+    )
 
     async def prune() -> int:
         async with AsyncConnectionPool(
@@ -48,9 +55,9 @@ def test_pruner_deletes_only_what_retention_says(
             )  # a small batch, so several batches run
             return await pruner.run_once()
 
-    assert asyncio.run(prune()) == 4
-    left = {r[0] for r in conn.execute(f"SELECT id FROM {s}").fetchall()}
-    assert left == {ids[1], ids[2], ids[5], ids[6], ids[7]}
+    assert asyncio.run(prune()) == 5
+    left = {r[0] for r in conn.execute(f'SELECT id FROM "{schema}".all_jobs').fetchall()}
+    assert left == {ids[1], ids[2], ids[5], ids[6], ids[7], ids[10]}
 
 
 def test_vacuumer_clears_dead_rows_when_due(app: App, conn: Conn, schema: str, pg_dsn: str) -> None:

@@ -251,7 +251,7 @@ def test_job_handles_are_ids(app: App, conn: Conn, schema: str) -> None:
     assert json.dumps({"ids": [one, *many]}) == json.dumps({"ids": [int(one), *map(int, many)]})
     assert str(one) == repr(one) == str(int(one)) and hash(one) == hash(int(one))
     assert type(pickle.loads(pickle.dumps(one))) is int
-    row = conn.execute(f'SELECT task FROM "{schema}".jobs WHERE id = %s', (one,)).fetchone()
+    row = conn.execute(f'SELECT task FROM "{schema}".all_jobs WHERE id = %s', (one,)).fetchone()
     assert row == ("noop",)  # psycopg takes it as an int
     # the job handle works as an argument of another job, and as after=
     passed = noop.options(after=many).defer(one)
