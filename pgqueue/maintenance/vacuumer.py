@@ -1,11 +1,14 @@
-"""The vacuumer: keeps the jobs table's dead rows bounded when autovacuum does not.
+"""The vacuumer: keeps the job tables' dead rows bounded when autovacuum does not.
 
 A queue table turns over every row it holds, so dead rows pile up fast; autovacuum
-normally clears them (0001 tunes it for this table). Some servers run with autovacuum
-off, or it falls behind; then this service, every ``interval`` in one worker at a time
-(a session advisory lock), runs ``VACUUM (ANALYZE)`` on the jobs table once its dead rows
-pass ``min_dead`` and ``dead_fraction`` of the live ones. It needs the table's owner or
-the MAINTAIN privilege; without it the pass logs a warning once and stops trying.
+normally clears them (0001 and 0004 tune it for these tables). ``jobs`` gets dead rows
+from every claim and completion, ``succeeded_jobs`` from the pruner; without a vacuum
+neither reuses the space, and the history table grows by what is pruned. Some servers
+run with autovacuum off, or it falls behind; then this service, every ``interval`` in
+one worker at a time (a session advisory lock), runs ``VACUUM (ANALYZE)`` on each table
+whose dead rows pass ``min_dead`` and ``dead_fraction`` of its live ones. It needs the
+tables' owner or the MAINTAIN privilege; without it the pass logs a warning once and
+stops trying.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Vacuumer(Service):
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
             self.stopped = True
             log.warning(
-                "cannot vacuum %s.jobs (%s); leaving it to autovacuum",
+                "cannot vacuum the job tables of %s (%s); leaving it to autovacuum",
                 self.schema,
                 first_line(exc),
             )
@@ -57,20 +60,23 @@ class Vacuumer(Service):
             super().report_failure(exc)
 
     async def run_once(self) -> bool:
-        """One pass; True if it vacuumed."""
+        """One pass; True if it vacuumed a table."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(query(self.schema, "jobs_vacuum_due"), self.params)
-            row = await cur.fetchone()
-            if row is None or not row[0]:
+            due = [r for r in await cur.fetchall() if r[1]]
+            if not due:
                 return False
             cur = await conn.execute(query(self.schema, "jobs_vacuum_lock"), self.params)
             locked = await cur.fetchone()
             if not locked or not locked[0]:
                 return False  # another worker is at it
             try:
-                log.info("vacuuming %s.jobs: %d dead rows, %d live", self.schema, row[1], row[2])
-                await conn.execute(query(self.schema, "jobs_vacuum"))
-                self.vacuums += 1
+                for table, _, dead, live in due:
+                    log.info(
+                        "vacuuming %s.%s: %d dead rows, %d live", self.schema, table, dead, live
+                    )
+                    await conn.execute(query(self.schema, f"{table}_vacuum"))
+                    self.vacuums += 1
             finally:
                 await conn.execute(query(self.schema, "jobs_vacuum_unlock"), self.params)
         return True

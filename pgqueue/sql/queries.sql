@@ -685,9 +685,12 @@ WITH old AS (
 SELECT state FROM gone UNION ALL SELECT state FROM gone_succeeded;
 
 -- name: jobs_vacuum_due
--- Whether the jobs table needs a vacuum that autovacuum is not giving it: autovacuum is
--- off (some servers run that way) or has not visited while dead rows piled up.
-SELECT s.n_dead_tup > %(min_dead)s
+-- Which of the two job tables need a vacuum that autovacuum is not giving them:
+-- autovacuum is off (some servers run that way) or has not visited while dead rows piled
+-- up. jobs gets its dead rows from every claim and completion, succeeded_jobs from the
+-- pruner. One row per table: relname, due, n_dead_tup, n_live_tup.
+SELECT s.relname::text AS relname,
+       s.n_dead_tup > %(min_dead)s
        AND s.n_dead_tup > %(dead_fraction)s * GREATEST(s.n_live_tup, 1)
        AND (current_setting('autovacuum') = 'off'
             OR greatest(s.last_autovacuum, s.last_vacuum) IS NULL
@@ -695,7 +698,8 @@ SELECT s.n_dead_tup > %(min_dead)s
                < now() - make_interval(secs => %(stale_after)s::float8)) AS due,
        s.n_dead_tup, s.n_live_tup
 FROM pg_stat_user_tables AS s
-WHERE s.relid = '{schema}.jobs'::regclass;
+WHERE s.relid IN ('{schema}.jobs'::regclass, '{schema}.succeeded_jobs'::regclass)
+ORDER BY s.relname;
 
 -- name: jobs_vacuum_lock
 -- Session-level: VACUUM cannot run inside a transaction, so no xact lock here.
@@ -706,6 +710,9 @@ SELECT pg_advisory_unlock(hashtext(%(key)s));
 
 -- name: jobs_vacuum
 VACUUM (ANALYZE) {schema}.jobs;
+
+-- name: succeeded_jobs_vacuum
+VACUUM (ANALYZE) {schema}.succeeded_jobs;
 
 -- name: queue_stats_list
 SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,

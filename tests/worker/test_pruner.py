@@ -98,3 +98,39 @@ def test_vacuumer_clears_dead_rows_when_due(app: App, conn: Conn, schema: str, p
     # (Whether the dead rows are gone depends on other sessions' open snapshots on a
     # shared server; that the VACUUM ran is what this service is responsible for.)
     wait_until(vacuumed, timeout=10, what="the jobs table vacuumed")
+
+
+def test_vacuumer_also_vacuums_succeeded_jobs_the_pruner_emptied(
+    app: App, conn: Conn, schema: str, pg_dsn: str
+) -> None:
+    """Pruned succeeded jobs leave dead rows in succeeded_jobs: that table is vacuumed too
+    (without it, with autovacuum off, the history table grew by all it pruned)."""
+    from pgqueue.maintenance import Vacuumer
+    from tests.helpers import wait_until
+
+    app.strict_tasks = False
+    app.enqueue_batch("t.x", [{"i": i} for i in range(3000)])
+    conn.execute(f"UPDATE \"{schema}\".jobs SET state = 'succeeded', finished_at = now()")
+    conn.execute(
+        f'WITH m AS (DELETE FROM "{schema}".jobs RETURNING *) '
+        f'INSERT INTO "{schema}".succeeded_jobs SELECT * FROM m'
+    )
+    conn.execute(f'DELETE FROM "{schema}".succeeded_jobs')  # what the pruner does
+
+    def stats(table: str) -> tuple[int, int]:
+        row = conn.execute(
+            "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables WHERE relid = %s::regclass",
+            (f'"{schema}".{table}',),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    wait_until(lambda: stats("succeeded_jobs")[0] >= 3000, timeout=10, what="dead rows counted")
+
+    async def vacuum() -> bool:
+        async with AsyncConnectionPool(
+            pg_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}
+        ) as pool:
+            return await Vacuumer(pool, schema, min_dead=1000, stale_after=0).run_once()
+
+    assert asyncio.run(vacuum()) is True
+    wait_until(lambda: stats("succeeded_jobs")[1] >= 1, timeout=10, what="succeeded_jobs vacuumed")
