@@ -101,14 +101,26 @@ def worker_process(
                 proc.wait()
 
 
-def _wait_drained(app: App, timeout: float) -> None:
+def _wait_drained(app: App, timeout: float, ids: list[int] | None = None) -> None:
+    """Wait until the measured jobs (``ids``; without them every job of priority >= 0)
+    are finished. With ``ids`` the check reads their primary-key range only: a count
+    over a million backlog rows every 50 ms took a core from the drain it measured."""
     deadline = time.monotonic() + timeout
+    if ids:
+        check = (
+            f'SELECT count(*) FROM "{app.schema}".jobs '
+            "WHERE id BETWEEN %s AND %s AND state IN ('queued', 'running')"
+        )
+        params: tuple[Any, ...] = (min(ids), max(ids))
+    else:
+        check = (
+            f"SELECT count(*) FROM \"{app.schema}\".jobs WHERE state IN ('queued', 'running') "
+            "AND priority >= 0"
+        )
+        params = ()
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         while True:
-            row = conn.execute(
-                f"SELECT count(*) FROM \"{app.schema}\".jobs WHERE state IN ('queued', 'running') "
-                "AND priority >= 0"
-            ).fetchone()
+            row = conn.execute(check, params).fetchone()
             if row and row[0] == 0:
                 return
             if time.monotonic() > deadline:
@@ -128,8 +140,8 @@ def w3_drain(
     if backlog:
         insert_backlog(app, backlog)
     with worker_process(app, concurrency, "--prefetch", str(prefetch)):
-        app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
-        _wait_drained(app, timeout=max(120.0, jobs / 100))
+        ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
+        _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         row: Any = conn.execute(
             f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "

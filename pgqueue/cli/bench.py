@@ -25,7 +25,7 @@ from .common import Settings, emit_json, table
 @click.option(
     "--prefetch",
     type=click.IntRange(0, 100_000),
-    default=200,
+    default=1000,
     show_default=True,
     help="Worker --prefetch for the drain workloads (W3, W5).",
 )

@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 # itself PostgreSQL re-plans the claim for every call (a custom plan per parameter set,
 # ~1 ms of the ~1.5 ms a one-job claim took). tests/integration/test_explain.py checks
 # the generic plans stay on their indexes.
-GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s"
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s -c jit=off"
 # (lock_timeout: a write that waits on a row someone else holds locked gives up after
-# 10 s and is retried, instead of stalling the completer behind an open psql session.)
+# 10 s and is retried, instead of stalling the completer behind an open psql session.
+# jit=off: the flow claim's recursive skip scan is estimated expensive on a big queue
+# (cost 2.8M with a million queued jobs), which made PostgreSQL JIT-compile it: 715 ms
+# of compiling for a statement that runs in 1.5 ms, on the claim connection, so the
+# fast path waited too. Every statement here is a short one; JIT never pays off.)
 
 
 async def open_pools(
