@@ -144,6 +144,25 @@ def run_quiet(cmd: list[str], timeout: float, cwd: Path | None = None) -> None:
         raise RuntimeError(f"{' '.join(cmd[:3])} ...: {lines[-1] if lines else proc.returncode}")
 
 
+def set_local_buffer(n: int) -> None:
+    """W3's local buffer, the same for pgqueue (--prefetch) and graphile-worker
+    (localQueue.size); the settings lines say so."""
+    SETTINGS["pgqueue"]["args"] = ["--prefetch", str(n)]
+    SETTINGS["pgqueue"]["text"] = (
+        SETTINGS["pgqueue"]["text"].replace("--prefetch {prefetch}", f"--prefetch {n}")
+        + f" (--local-buffer {n})"
+    )
+    gw = SETTINGS["graphile-worker"]
+    gw["args"][gw["args"].index("--local-queue") + 1] = str(n)
+    gw["text"] = (
+        gw["text"]
+        .replace("localQueue.size 500", f"localQueue.size {n}")
+        .replace(
+            "(the docs' performance preset)", f"(the docs' performance preset, localQueue {n})"
+        )
+    )
+
+
 def setup_env(name: str, force: bool) -> None:
     """Create the peer's environment unless it is there (marker file .ready)."""
     if name == "pgqueue":
@@ -405,7 +424,20 @@ def main() -> int:
         "--timeout-factor", type=float, default=1.0, help="Multiply every per-workload time limit."
     )
     ap.add_argument("--envs", type=Path, default=ENVS, help="Where the peers' environments live.")
+    ap.add_argument(
+        "--local-buffer",
+        type=int,
+        default=None,
+        metavar="N",
+        help="W3 with the same local buffer for both that have one: pgqueue's --prefetch "
+        "and graphile-worker's localQueue.size (default: pgqueue bench's prefetch, and "
+        "graphile-worker's documented 500). Both drain faster with a bigger buffer.",
+    )
     args = ap.parse_args()
+    if args.local_buffer is not None:
+        if args.local_buffer < 1:
+            ap.error("--local-buffer must be at least 1")
+        set_local_buffer(args.local_buffer)
     set_envs(args.envs)
 
     workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]

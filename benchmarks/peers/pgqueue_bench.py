@@ -1,6 +1,7 @@
 """pgqueue's side of the comparison (run with the project's venv, /work/venv).
 
-    python pgqueue_bench.py {W1,W2,W3,W3bench,W4,version} JOBS DSN --scale S [--concurrency 100]
+    python pgqueue_bench.py {W1,W2,W3,W3bench,W4,version} JOBS DSN --scale S
+                            [--concurrency 100] [--prefetch 500]
 
 W1, W2, W4, W4F (where pgqueue bench has it) and W3bench are ``pgqueue bench --only Wn
 --runs 1 --json --scale S``: the very numbers ``pgqueue bench`` prints, in its own
@@ -105,7 +106,9 @@ def bench_cli(dsn: str, workload: str, scale: float, timeout: float) -> dict:
     return json.loads(proc.stdout)[workload]["median"]
 
 
-def drain_prefilled(dsn: str, jobs: int, concurrency: int | None) -> dict:
+def drain_prefilled(
+    dsn: str, jobs: int, concurrency: int | None, prefetch: int | None = None
+) -> dict:
     from pgqueue import App, JobSpec
 
     schema = f"pgqueue_cmp_{uuid.uuid4().hex[:8]}"
@@ -139,7 +142,9 @@ def drain_prefilled(dsn: str, jobs: int, concurrency: int | None) -> dict:
             "--shutdown-timeout",
             "5",
         ]
-        if "prefetch" in defaults:
+        if prefetch is not None:
+            cmd += ["--prefetch", str(prefetch)]
+        elif "prefetch" in defaults:
             cmd += ["--prefetch", str(defaults["prefetch"])]
         with Worker(cmd) as w, psycopg.connect(dsn, autocommit=True) as conn:
             left = {"n": jobs}
@@ -183,6 +188,12 @@ def main() -> None:
         default=None,
         help="W3 worker -c (default: what pgqueue bench uses)",
     )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="W3 worker --prefetch (default: what pgqueue bench uses)",
+    )
     p.add_argument("--timeout", type=float, default=600)
     a = p.parse_args()
     if a.workload == "version":
@@ -221,7 +232,7 @@ def main() -> None:
     elif a.workload == "W3bench":
         emit(bench_cli(a.dsn, "W3", a.scale, a.timeout))
     elif a.workload == "W3":
-        emit(drain_prefilled(a.dsn, a.jobs, a.concurrency))
+        emit(drain_prefilled(a.dsn, a.jobs, a.concurrency, a.prefetch))
     else:
         raise SystemExit(f"unknown workload {a.workload}")
     log(f"pgqueue {a.workload} done")

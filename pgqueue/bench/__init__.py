@@ -27,8 +27,8 @@ class BenchConfig:
     single_jobs: int = 2_000
     drain_jobs: int = 20_000
     latency_jobs: int = 200
-    concurrency: int = 200
-    prefetch: int = 1000
+    concurrency: int = 100
+    prefetch: int = 500
     backlog: int = 0
     only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5"])
 

@@ -18,14 +18,14 @@ from .common import Settings, emit_json, table
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 10_000),
-    default=200,
+    default=100,
     show_default=True,
     help="Worker concurrency for the drain workloads (W3, W5).",
 )
 @click.option(
     "--prefetch",
     type=click.IntRange(0, 100_000),
-    default=1000,
+    default=500,
     show_default=True,
     help="Worker --prefetch for the drain workloads (W3, W5).",
 )
