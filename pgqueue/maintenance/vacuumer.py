@@ -24,6 +24,9 @@ from .service import Service
 
 log = logging.getLogger("pgqueue.maintenance")
 
+# The statement that vacuums each table jobs_vacuum_due reports on.
+VACUUM_QUERY = {"jobs": "jobs_vacuum", "succeeded_jobs": "succeeded_jobs_vacuum"}
+
 
 class Vacuumer(Service):
     name = "vacuum"
@@ -75,7 +78,7 @@ class Vacuumer(Service):
                     log.info(
                         "vacuuming %s.%s: %d dead rows, %d live", self.schema, table, dead, live
                     )
-                    await conn.execute(query(self.schema, f"{table}_vacuum"))
+                    await conn.execute(query(self.schema, VACUUM_QUERY[table]))
                     self.vacuums += 1
             finally:
                 await conn.execute(query(self.schema, "jobs_vacuum_unlock"), self.params)

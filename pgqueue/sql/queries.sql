@@ -30,7 +30,8 @@ RETURNING id;
 -- connections enqueuing one key at once exactly one inserts (the others wait for its
 -- commit, then conflict) and the caller looks the holder up. With unique_for, a job with
 -- the key that finished less than that long ago (found through jobs_dedupe_finished_idx
--- and succeeded_jobs_dedupe_idx) counts too and is returned instead.
+-- and succeeded_jobs_dedupe_idx) counts too and is returned instead. job_insert_replacing
+-- has the same recent CTE: keep the two alike.
 WITH recent AS (
     SELECT id FROM {schema}.all_jobs
     WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
@@ -57,9 +58,9 @@ SELECT id FROM inserted UNION ALL SELECT id FROM recent;
 -- arguments (ON CONFLICT DO UPDATE; it row-locks the holder until the enqueuing
 -- transaction ends, which is why plain dedupe uses DO NOTHING). A running holder is left
 -- alone: no row comes back and the caller looks it up. unique_for as in
--- job_insert_deduped.
+-- job_insert_deduped (the same recent CTE: keep the two alike).
 WITH recent AS (
-    SELECT id FROM {schema}.jobs
+    SELECT id FROM {schema}.all_jobs
     WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
       AND state IN ('succeeded', 'failed', 'cancelled')
       AND finished_at > now() - make_interval(secs => %(unique_for)s::float8)

@@ -485,6 +485,26 @@ def test_upgrade_from_0003_moves_succeeded_jobs_out_of_the_hot_table(
         app.close()
 
 
+def test_succeeded_jobs_has_the_columns_of_jobs(schema: str, conn: Conn) -> None:
+    """all_jobs is jobs UNION ALL succeeded_jobs, and the completion copies a row column
+    by column: a migration that adds a column to jobs must add it to succeeded_jobs (and
+    to job_complete_fenced) too."""
+
+    def columns(table: str) -> list[tuple[object, ...]]:
+        return conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (schema, table),
+        ).fetchall()
+
+    assert columns("succeeded_jobs") == columns("jobs")
+    assert columns("all_jobs") == columns("jobs")
+    insert = queries(schema)["job_complete_fenced"]
+    copied = insert[insert.index("INSERT INTO") : insert.index("SELECT id, queue")]
+    missing = [c for c, _ in columns("jobs") if c not in copied]
+    assert missing == ["lease_expires_at"], missing  # a finished job holds no lease
+
+
 def test_api_in_a_callers_transaction_on_an_unmigrated_schema(
     pg_dsn: str, unmigrated_schema: str, schema: str, conn: Conn
 ) -> None:

@@ -26,10 +26,16 @@ def count(conn: Conn, schema: str) -> int:
 
 
 def finish(conn: Conn, schema: str, job_id: int, seconds_ago: float = 0.0) -> None:
+    """Succeeded ``seconds_ago``, moved to succeeded_jobs as a worker's completion does."""
     conn.execute(
         f"UPDATE \"{schema}\".jobs SET state = 'succeeded', "
         "finished_at = now() - make_interval(secs => %s) WHERE id = %s",
         (seconds_ago, job_id),
+    )
+    conn.execute(
+        f'WITH m AS (DELETE FROM "{schema}".jobs WHERE id = %s RETURNING *) '
+        f'INSERT INTO "{schema}".succeeded_jobs SELECT * FROM m',
+        (job_id,),
     )
 
 
@@ -57,6 +63,8 @@ def test_unique_for_covers_recently_finished_jobs(uapp: App, conn: Conn, schema:
     first = uapp.enqueue("t.sync", dedupe_key="sync:acme", unique_for=60)
     finish(conn, schema, first, seconds_ago=30)
     assert uapp.enqueue("t.sync", dedupe_key="sync:acme", unique_for=60) == first
+    again = uapp.enqueue("t.sync", dedupe_key="sync:acme", unique_for=60, replace=True)
+    assert again == first  # replace looks for a recent holder the same way
     assert count(conn, schema) == 1
     # older than the window: a new job; a shorter window on the same call decides
     assert uapp.enqueue("t.sync", dedupe_key="sync:acme", unique_for=10) != first

@@ -291,6 +291,18 @@ def test_every_query_loads_and_is_filled_in() -> None:
     assert '"my_schema".jobs' in filled["job_insert"]
 
 
+def test_both_unique_inserts_find_a_recent_holder_the_same_way() -> None:
+    """job_insert_deduped and job_insert_replacing each carry the unique_for lookup; they
+    drifted once (replace still read jobs after succeeded jobs moved to succeeded_jobs)."""
+
+    def recent(name: str) -> str:
+        sql = query("s", name)
+        return sql[sql.index("WITH recent AS (") : sql.index("\n), ")]
+
+    assert recent("job_insert_deduped") == recent("job_insert_replacing")
+    assert '"s".all_jobs' in recent("job_insert_deduped")
+
+
 def test_channel_is_filled_in() -> None:
     assert channel_for("abc") == "abc_jobs"
     with_channel = [sql for sql in queries("abc").values() if "pg_notify" in sql]
