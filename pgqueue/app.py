@@ -19,6 +19,7 @@ from .enqueueing import Enqueueing
 from .errors import ConfigurationError, InvalidJobError
 from .jobspec import JobSpec, check_queue, check_task_name, to_params
 from .periodic import Periodic, declare
+from .pools import AsyncPool, Pool
 from .results import DoneListener, Job, check_job_id
 from .sql import query
 from .tasks import RetryPolicy, Task
@@ -155,7 +156,7 @@ class App(Enqueueing):
                 # One direct connection first: an unreachable server fails here at once
                 # with libpq's own message instead of the pool retrying for 30 s.
                 self._probe()
-                self._pool = ConnectionPool(
+                self._pool = Pool(
                     self.dsn,
                     min_size=1,
                     max_size=self.pool_max_size,
@@ -221,7 +222,7 @@ class App(Enqueueing):
         """pgqueue's own async pool (autocommit), opened on first use."""
         if self._apool is None:
             dsn = await asyncio.to_thread(self._probe)
-            pool = AsyncConnectionPool(
+            pool = AsyncPool(
                 dsn,
                 min_size=1,
                 max_size=self.pool_max_size,

@@ -19,6 +19,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ..db import first_line
+from ..pools import Pool
 from ..sql import query
 
 log = logging.getLogger("pgqueue.worker")
@@ -74,7 +75,7 @@ class Heartbeat(threading.Thread):
         self.on_cancel = on_cancel
         self.interval = lease / 3
         self._stop_event = threading.Event()
-        self.pool = ConnectionPool(
+        self.pool: ConnectionPool = Pool(
             dsn,
             min_size=1,
             max_size=4,

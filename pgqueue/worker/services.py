@@ -19,6 +19,7 @@ from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
 from ..maintenance.dependencies import DependencySweep
+from ..pools import AsyncPool
 from ..sql import cancel_channel_for, channel_for
 from .config import WorkerConfig
 
@@ -43,7 +44,7 @@ async def open_pools(
 ) -> tuple[AsyncConnectionPool, AsyncConnectionPool]:
     """The worker's pools, opened: (shared pool for the completer and services, the claim
     loop's own connection)."""
-    pool = AsyncConnectionPool(
+    pool = AsyncPool(
         dsn,
         min_size=2,
         max_size=4,
@@ -57,7 +58,7 @@ async def open_pools(
     claim_kwargs: dict[str, Any] = {"autocommit": True, "options": GENERIC_PLANS}
     if cfg.fast_claims:
         claim_kwargs["options"] += " -c synchronous_commit=off"
-    claim_pool = AsyncConnectionPool(
+    claim_pool = AsyncPool(
         dsn,
         min_size=1,
         max_size=1,

@@ -1,0 +1,55 @@
+"""pgqueue's pools hand out the most recently returned connection (pgqueue/pools.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pgqueue import App
+from pgqueue.pools import AsyncPool, Pool
+
+
+def test_sync_pool_reuses_the_connection_just_returned(pg_dsn: str) -> None:
+    with Pool(pg_dsn, min_size=3, max_size=3, open=True) as pool:
+        pool.wait()
+        assert pool.get_stats()["pool_available"] == 3
+        seen = set()
+        for _ in range(6):
+            with pool.connection() as conn:
+                seen.add(conn.info.backend_pid)
+        # psycopg_pool's own FIFO would have rotated through all three backends.
+        assert len(seen) == 1, "psycopg_pool changed: pgqueue.pools no longer makes a stack"
+        # A burst still gets distinct connections, and all come back.
+        a, b = pool.getconn(), pool.getconn()
+        assert a is not b
+        pool.putconn(a)
+        pool.putconn(b)
+        with pool.connection() as conn:
+            assert conn is b
+        assert pool.get_stats()["pool_available"] == 3
+
+
+def test_async_pool_reuses_the_connection_just_returned(pg_dsn: str) -> None:
+    async def main() -> set[int]:
+        async with AsyncPool(pg_dsn, min_size=3, max_size=3, open=False) as pool:
+            await pool.wait()
+            seen = set()
+            for _ in range(6):
+                async with pool.connection() as conn:
+                    seen.add(conn.info.backend_pid)
+            return seen
+
+    assert len(asyncio.run(main())) == 1
+
+
+def test_app_enqueues_on_one_backend_after_its_pool_grew(app: App) -> None:
+    app.task(name="tests.noop")(lambda i: None)
+    pool = app.pool()
+    with pool.connection(), pool.connection():
+        pass  # two at once: the pool now holds two connections
+    assert pool.get_stats()["pool_size"] >= 2
+    pids = set()
+    for n in range(5):
+        app.enqueue("tests.noop", kwargs={"i": n})
+        with pool.connection() as conn:
+            pids.add(conn.info.backend_pid)
+    assert len(pids) == 1
