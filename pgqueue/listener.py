@@ -88,7 +88,7 @@ class Listener:
                         # Quiet for a while: make sure the connection is really alive (a
                         # half-open TCP connection would otherwise wait here forever).
                         await asyncio.wait_for(conn.execute("SELECT 1"), self.probe_timeout)
-            except (psycopg.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, psycopg.Error) as exc:
                 self.connected.clear()
                 reason = (
                     "health probe timed out"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .cron import Cron, Every, make_schedule, parse_schedule
@@ -47,7 +47,7 @@ def tick_key(name: str, tick: datetime) -> str:
     """The dedupe key of a schedule's job for one tick: ``periodic:<name>:<tick>``, the
     tick in ISO 8601 UTC (``periodic:report:2026-11-26T10:05:00+00:00``). It stays on the
     job, so a query finds the job of any tick even after a retry moved its ``run_at``."""
-    return f"periodic:{name}:{tick.astimezone(timezone.utc).isoformat()}"
+    return f"periodic:{name}:{tick.astimezone(UTC).isoformat()}"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -70,7 +70,7 @@ def list_jobs(
 
 def render_list(rows: list[dict[str, Any]], now: datetime | None = None) -> str:
     """The jobs table; fits 80 columns (queue, task and error are cut with '…')."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     headers = ["ID", "QUEUE", "TASK", "STATE", "ATTEMPT", "AGE/RUN AT", "LAST ERROR"]
     table_rows = [
         [
@@ -124,7 +124,7 @@ _TIMES = [("created", "created_at"), ("run at", "run_at"), ("started", "started_
 
 def render_job(job: dict[str, Any], now: datetime | None = None) -> str:
     """One job, for people: fields first, then each error with its traceback."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lines = [f"job {job['id']}: {job['task']} on queue {job['queue']}"]
 
     def field(name: str, value: str) -> None:

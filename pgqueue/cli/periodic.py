@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -40,7 +40,7 @@ def periodic(settings: Settings, as_json: bool) -> None:
 def _utc(moment: datetime | None) -> str:
     if moment is None:
         return "-"
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (
         f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -37,7 +37,7 @@ def workers(settings: Settings, as_json: bool) -> None:
 
 def render(rows: list[dict[str, Any]], now: datetime | None = None) -> str:
     """The workers table; fits 80 columns (long ids and queue lists are cut with '…')."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     headers = ["WORKER", "QUEUES", "RUNNING", "HEARTBEAT", "UP"]
     table_rows = [
         [

@@ -141,7 +141,7 @@ class Completer:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _write(self, batch: list[Outcome]) -> None:

@@ -195,7 +195,7 @@ class _Timeout(Exception):
 async def _with_timeout(awaitable: Any, seconds: float) -> Any:
     try:
         return await asyncio.wait_for(awaitable, seconds)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise _Timeout from exc
 
 

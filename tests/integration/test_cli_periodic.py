@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -29,14 +29,14 @@ def test_no_schedules(pg_dsn: str, schema: str) -> None:
 
 def test_schedules_with_last_and_next_tick(pg_dsn: str, schema: str, conn: Conn) -> None:
     rows = [
-        ("cleanup", "every 300s", datetime(2026, 11, 26, 10, 5, tzinfo=timezone.utc)),
+        ("cleanup", "every 300s", datetime(2026, 11, 26, 10, 5, tzinfo=UTC)),
         (
             "report",
             "0 9 * * mon-fri tz=Europe/Paris",
-            datetime(2026, 11, 26, 8, tzinfo=timezone.utc),
+            datetime(2026, 11, 26, 8, tzinfo=UTC),
         ),
-        ("z" * 70, "every 1.5s", datetime(2026, 11, 26, 10, 0, 1, 500000, tzinfo=timezone.utc)),
-        ("broken", "not a schedule", datetime(2026, 11, 26, tzinfo=timezone.utc)),
+        ("z" * 70, "every 1.5s", datetime(2026, 11, 26, 10, 0, 1, 500000, tzinfo=UTC)),
+        ("broken", "not a schedule", datetime(2026, 11, 26, tzinfo=UTC)),
     ]
     for row in rows:
         conn.execute(

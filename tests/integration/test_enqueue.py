@@ -6,7 +6,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -243,7 +243,7 @@ def test_unknown_task_allowed_when_not_strict(pg_dsn: str, schema: str, conn: Co
     ("args", "kwargs", "named"),
     [
         ([math.nan], {}, "argument 0"),
-        ([], {"when": datetime.now(timezone.utc)}, "argument 'when'"),
+        ([], {"when": datetime.now(UTC)}, "argument 'when'"),
         ([1, {1, 2}], {}, "argument 1"),
         ([], {"m": {3: "x"}}, "argument 'm'"),
     ],
@@ -461,7 +461,7 @@ def test_enqueue_many_10000_in_input_order(app: App, send: Task, conn: Conn, sch
 
 
 def test_enqueue_many_with_run_at_and_delay(app: App, send: Task, conn: Conn, schema: str) -> None:
-    when = datetime(2032, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2032, 1, 1, tzinfo=UTC)
     ids = app.enqueue_many(
         iter([JobSpec("send_email", run_at=when), JobSpec("send_email", delay=30)])
     )
@@ -512,7 +512,7 @@ def test_sql_enqueue_function(conn: Conn, schema: str) -> None:
     assert call("'sync', '{\"again\": true}', dedupe_key => %s", "acct-1") == first
     assert job_row(conn, schema, first)["dedupe_key"] == "acct-1"
 
-    when = datetime(2033, 3, 3, tzinfo=timezone.utc)
+    when = datetime(2033, 3, 3, tzinfo=UTC)
     later = call("'later', '[]', run_at => %s, max_attempts => 2", when)
     row = job_row(conn, schema, later)
     assert (row["run_at"], row["max_attempts"]) == (when, 2)

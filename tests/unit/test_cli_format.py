@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import click
@@ -68,14 +68,14 @@ def test_fitted_table_stops_at_the_minimum() -> None:
 
 
 def test_json_dates_are_iso_and_numerics_numbers(capsys: pytest.CaptureFixture[str]) -> None:
-    at = datetime(2026, 11, 26, 10, 0, 5, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 26, 10, 0, 5, tzinfo=UTC)
     emit_json({"at": at, "age": Decimal("1.250"), "span": timedelta(minutes=2)})
     data = json.loads(capsys.readouterr().out)
     assert data == {"at": "2026-11-26T10:00:05+00:00", "age": 1.25, "span": 120.0}
 
 
 def test_seconds_since() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     assert seconds_since(None) is None
     assert seconds_since(now - timedelta(seconds=90), now) == 90
     assert seconds_since(now + timedelta(seconds=5), now) == 0  # clocks apart: never negative

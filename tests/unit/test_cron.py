@@ -4,7 +4,7 @@ month, year and daylight-saving boundaries, the day-of-month/day-of-week rule, F
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from pgqueue import ConfigurationError
 from pgqueue.cron import Cron, Every, make_schedule, parse_schedule
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def utc(*parts: int) -> datetime:

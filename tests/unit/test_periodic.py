@@ -3,7 +3,7 @@ pass (which ticks get a job after a stall or a downtime, for both catch-up polic
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from pgqueue import App, ConfigurationError, Task
 from pgqueue.cron import Cron, Every
 from pgqueue.periodic import Periodic, Plan
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 

@@ -6,7 +6,7 @@ import copy
 import json
 import math
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -114,7 +114,7 @@ def _claimed() -> Claimed:
     "value, says",
     [
         ({1, 2}, "(set) is not JSON (Object of type set is not JSON serializable)"),
-        (datetime(2026, 1, 1, tzinfo=timezone.utc), "(datetime) is not JSON"),
+        (datetime(2026, 1, 1, tzinfo=UTC), "(datetime) is not JSON"),
         (math.nan, "(float) is not JSON (NaN and infinity are not JSON)"),
         ({"x": [math.inf]}, "NaN and infinity are not JSON"),
         ("a\x00b", "NUL character"),

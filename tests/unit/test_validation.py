@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pgqueue"
 
 
 def test_valid_spec_becomes_params() -> None:
-    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     params = to_params(
         JobSpec(
             "emails.send",
@@ -128,7 +128,7 @@ def test_run_at_must_be_datetime() -> None:
 
 def test_run_at_and_delay_together_rejected() -> None:
     with pytest.raises(InvalidJobError, match="run_at or delay"):
-        to_params(JobSpec("t", run_at=datetime.now(timezone.utc), delay=5))
+        to_params(JobSpec("t", run_at=datetime.now(UTC), delay=5))
 
 
 @pytest.mark.parametrize("key", ["", "k" * 501, 5])
@@ -142,7 +142,7 @@ def test_bad_dedupe_key(key: Any) -> None:
     [
         ((1, math.nan), {}, "argument 1", "NaN"),
         ((math.inf,), {}, "argument 0", "NaN and infinity"),
-        ((), {"when": datetime(2030, 1, 1, tzinfo=timezone.utc)}, "argument 'when'", "datetime"),
+        ((), {"when": datetime(2030, 1, 1, tzinfo=UTC)}, "argument 'when'", "datetime"),
         (({1, 2},), {}, "argument 0", "set"),
         ((), {"tags": frozenset({"a"})}, "argument 'tags'", "frozenset"),
         ((), {"m": {1: "a"}}, "argument 'm'", "dict key 1"),
