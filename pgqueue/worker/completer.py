@@ -167,10 +167,12 @@ class Completer:
                 done = {int(r[0]) for r in rows}
                 if any(r[1] for r in rows):  # someone waits for these (after=)
                     finished.extend(done)
+                self.held.discard_many([(o.job.id, o.job.attempt) for o in ok])
+                quiet = not log.isEnabledFor(logging.INFO)
                 for o in ok:
                     o.written = True
-                    self.held.discard(o.job.id, o.job.attempt)
-                    self._finish_log(o, "succeeded" if o.job.id in done else None)
+                    if o.job.id not in done or not quiet:
+                        self._finish_log(o, "succeeded" if o.job.id in done else None)
                 self.succeeded += len(done)
             for o in cancelled:
                 cur = await conn.execute(

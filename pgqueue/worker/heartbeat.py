@@ -36,6 +36,19 @@ class Held:
         with self._lock:
             self._jobs[job_id] = attempt
 
+    def add_many(self, jobs: list[tuple[int, int]]) -> None:
+        """``add`` for many (id, attempt) pairs under one lock (a claim's batch)."""
+        with self._lock:
+            self._jobs.update(jobs)
+
+    def discard_many(self, jobs: list[tuple[int, int]]) -> None:
+        """``discard(id, attempt)`` for many pairs under one lock (a completion's batch)."""
+        with self._lock:
+            get, pop = self._jobs.get, self._jobs.pop
+            for job_id, attempt in jobs:
+                if get(job_id) == attempt:
+                    pop(job_id, None)
+
     def discard(self, job_id: int, attempt: int | None = None) -> None:
         """Forget a job; with ``attempt``, only if that is the attempt held (a newer claim
         of the same job by this worker stays held)."""

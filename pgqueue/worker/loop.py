@@ -292,8 +292,7 @@ class Worker:
                 cur = await conn.execute(self.app.query("job_claim_batch"), params)
                 rows = await cur.fetchall()
         jobs = [Claimed.from_row(r) for r in rows]
-        for job in jobs:
-            self.held.add(job.id, job.attempt)
+        self.held.add_many([(job.id, job.attempt) for job in jobs])
         self.claimed += len(jobs)
         return jobs
 

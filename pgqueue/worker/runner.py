@@ -25,6 +25,19 @@ from ..errors import JobTimeout
 from ..tasks import RetryPolicy, Task
 from .context import JobContext
 
+# The decoder's C scanner, without json.loads' Python layers (typeshed does not list it).
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _json(text: str) -> Any:
+    """Parse JSON text PostgreSQL wrote (jsonb::text); anything the bare scanner does not
+    consume whole goes through ``json.loads`` (which raises a proper error)."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
 
 @dataclass
 class Claimed:
@@ -43,20 +56,21 @@ class Claimed:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
-        """From ``job_claim_batch``'s row; args/kwargs arrive as JSON text (cast in the
-        query) and empty ones are not parsed at all: this runs for every job."""
+        """From ``job_claim_batch``'s row (psycopg has made the numbers ints already);
+        args/kwargs arrive as JSON text (cast in the query) and empty ones are not parsed
+        at all: this runs for every job."""
         args, kwargs = row[3], row[4]
         return cls(
-            int(row[0]),
+            row[0],
             row[1],
             row[2],
-            [] if args == "[]" else json.loads(args),
-            {} if kwargs == "{}" else json.loads(kwargs),
-            int(row[5]),
-            int(row[6]),
-            int(row[7]),
-            int(row[8]),
-            int(row[9]),
+            [] if args == "[]" else _json(args),
+            {} if kwargs == "{}" else _json(kwargs),
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
         )
 
 
