@@ -17,11 +17,15 @@ buffered job to another lane, waking an idle one or starting a new one, so up to
 drains of 20,000 no-op jobs (c=100, prefetch 500, five interleaved pairs): 46.5k ->
 51.3k jobs/s (median) against a task per job, faster in every pair.
 
-What a handler sees is what it would see in a task of its own: ``current_task()`` is
-its lane, which the worker cancels to stop it (lost lease, cancel request, shutdown)
-and un-cancels after a job it stopped, so ``asyncio.timeout`` in the next job works;
-each job runs in its own copy of the context, so a ``ContextVar`` a handler sets does
-not leak into the next job. A ``JobContext`` is built only for handlers that asked.
+What a handler sees: each job runs in its own copy of the context, so a ``ContextVar``
+a handler sets does not leak into the next job. ``asyncio.current_task()`` is its lane,
+as a sync handler's thread is a pool thread: jobs that run one after another on a lane
+share it (Procrastinate's sub-workers do the same). The worker cancels the lane to stop
+a job (lost lease, cancel request, shutdown) and un-cancels it after that job, so
+``asyncio.timeout`` in the next job works; a lane the handler cancelled itself is
+retired and a fresh one takes over. Per-job state belongs in a ``ContextVar`` or the
+``JobContext`` (built only for handlers that ask), not in a dict keyed by
+``current_task()``, and a handler must not keep its task to cancel it later.
 """
 
 from __future__ import annotations
@@ -69,15 +73,18 @@ class _Step:
             pending = run(coro.send, None)
             self.on_wait()
             while True:
+                thrown: BaseException | None = None
                 try:
                     value = yield pending  # the future coro waits on, up to the lane's task
                 except GeneratorExit:
                     coro.close()
                     raise
                 except BaseException as exc:  # thrown into the lane (a cancel): pass it on
-                    pending = run(coro.throw, exc)
-                else:
+                    thrown = exc
+                if thrown is None:
                     pending = run(coro.send, value)
+                else:  # outside the except block: the job's own errors get no false context
+                    pending, thrown = run(coro.throw, thrown), None
         except StopIteration:
             return
 
@@ -201,12 +208,18 @@ class Dispatcher:
                 finally:
                     for _ in range(run.cancels):  # the job is over: so is our cancel
                         lane.uncancel()
+                if lane.cancelling():
+                    # A cancel of the lane that was not ours: the handler cancelled its
+                    # current_task() itself. It would hit the next job; a fresh lane takes
+                    # over instead (see the finally).
+                    return
                 burst += 1
                 if burst >= SYNC_BURST:
                     burst = 0
                     await asyncio.sleep(0)
         finally:
             self.lanes.discard(lane)
+            self.fill()  # a lane that ends early leaves buffered jobs to another
 
     async def _execute(self, run: Run) -> None:
         job = run.job

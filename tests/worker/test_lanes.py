@@ -4,6 +4,7 @@ would see in an asyncio task of its own, and ``concurrency`` still bounds what r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from typing import Any
@@ -89,13 +90,56 @@ def test_waiting_handlers_overlap_up_to_concurrency(app: App, conn: Conn, schema
         # Handlers that never wait run back to back; no more lanes than concurrency.
         quick_ids = app.enqueue_batch("quick", [[i] for i in range(300)])
         wait_until(
-            lambda: conn.execute(
-                f'SELECT count(*) FROM "{schema}".succeeded_jobs WHERE task = %s', ("quick",)
-            ).fetchone()
-            == (300,),
+            lambda: (
+                conn.execute(
+                    f'SELECT count(*) FROM "{schema}".succeeded_jobs WHERE task = %s', ("quick",)
+                ).fetchone()
+                == (300,)
+            ),
             timeout=20,
             what="300 quick jobs succeeded",
         )
         assert worker.dispatcher is not None and len(worker.dispatcher.lanes) <= 4
     assert now["peak"] == 4  # four at once: a waiting lane handed the next job on
     assert [job(conn, schema, i)["result"] for i in quick_ids[:3]] == [0, 1, 2]
+
+
+def test_a_handler_cancelling_its_own_task_spares_the_next_job(
+    app: App, conn: Conn, schema: str
+) -> None:
+    @app.task(name="self_cancel")
+    async def self_cancel() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # and returns without waiting: the cancel is left pending on the lane
+        return 1
+
+    @app.task(name="innocent")
+    async def innocent() -> int:
+        await asyncio.sleep(0.01)
+        return 2
+
+    # Both claimed at once (prefetch 1): the second waits in the buffer and runs next on
+    # the same lane, the one that carries the first handler's pending cancel.
+    first, second = self_cancel.defer(), innocent.defer()
+    with running(app, concurrency=1, prefetch=1):
+        wait_state(conn, schema, first, "succeeded")
+        row = wait_state(conn, schema, second, "succeeded")
+    assert row["result"] == 2 and row["errors"] == []
+
+
+def test_a_failing_handlers_traceback_is_its_own(app: App, conn: Conn, schema: str) -> None:
+    @app.task(name="chained", max_attempts=1)
+    async def chained() -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(fut.set_exception, KeyError("from the future"))
+        with contextlib.suppress(KeyError):
+            await fut  # the task throws the future's error in: through the lane's _Step
+        raise ValueError("the handler's own")
+
+    with running(app):
+        row = wait_state(conn, schema, chained.defer(), "failed")
+    tb = row["errors"][-1]["traceback"]
+    assert "ValueError: the handler's own" in tb
+    assert "During handling" not in tb and "dispatch.py" not in tb
