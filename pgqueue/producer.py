@@ -163,7 +163,7 @@ def insert_uniform(
     tail = f"\t{common['priority']}\t{common['max_attempts']}\t{_group(common)}\n"
     with raw.cursor() as cur:
         cur.execute(query(schema, "job_id_reserve"), {"n": len(encoded)})
-        ids = [int(r[0]) for r in cur.fetchall()]
+        ids: list[int] = cur.fetchone()[0]
         text = "".join(
             [
                 f"{i}\t{head}{_esc(a)}\t{_esc(k)}{tail}"
@@ -233,7 +233,7 @@ def insert_many(
         ]
     with raw.cursor() as cur:
         cur.execute(query(schema, "job_id_reserve"), {"n": len(params)})
-        ids = [int(r[0]) for r in cur.fetchall()]
+        ids: list[int] = cur.fetchone()[0]
         with cur.copy(query(schema, "job_copy")) as copy:
             copy.write(_copy_text(ids, params))
     return ids
@@ -250,7 +250,9 @@ async def insert_many_async(
         return [int(r[0]) for r in rows]
     async with conn.cursor() as cur:
         await cur.execute(query(schema, "job_id_reserve"), {"n": len(params)})
-        ids = [int(r[0]) for r in await cur.fetchall()]
+        row = await cur.fetchone()
+        assert row is not None  # an aggregate always returns its row
+        ids: list[int] = row[0]
         async with cur.copy(query(schema, "job_copy")) as copy:
             await copy.write(_copy_text(ids, params))
     return ids
