@@ -212,8 +212,7 @@ class Completer:
                 await resolve_dependents(conn, self.schema, finished)
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
-        if state == "succeeded" and not log.isEnabledFor(logging.INFO):
-            return
+        """Log how a job ended (callers skip quiet successes: see ``_write``)."""
         j = o.job
         extra: dict[str, Any] = {
             "job_id": j.id,

@@ -90,8 +90,8 @@ class _Step:
 
 
 class Run:
-    """One job being run: its asyncio task, its context (if any), whether it was lost or
-    its cancellation asked for."""
+    """One job being run: the lane (asyncio task) running it, its context (if any),
+    whether it was lost or its cancellation asked for."""
 
     __slots__ = ("cancel", "cancels", "ctx", "handler", "job", "lost", "stopping", "task")
 

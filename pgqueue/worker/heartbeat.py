@@ -32,12 +32,8 @@ class Held:
         self._lock = threading.Lock()
         self._jobs: dict[int, int] = {}
 
-    def add(self, job_id: int, attempt: int) -> None:
-        with self._lock:
-            self._jobs[job_id] = attempt
-
     def add_many(self, jobs: list[tuple[int, int]]) -> None:
-        """``add`` for many (id, attempt) pairs under one lock (a claim's batch)."""
+        """Hold these (id, attempt) pairs, under one lock (a claim's batch)."""
         with self._lock:
             self._jobs.update(jobs)
 
