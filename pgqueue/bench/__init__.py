@@ -31,6 +31,7 @@ class BenchConfig:
     prefetch: int = 500
     backlog: int = 0
     only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5"])
+    """W3Q (W3 with the worker at --log-level warning) runs only when asked (--only)."""
 
 
 @contextlib.contextmanager
@@ -59,6 +60,13 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
             "W3",
             f"drain {cfg.drain_jobs:,} (c={cfg.concurrency}, prefetch={cfg.prefetch})",
             lambda a: workloads.w3_drain(a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch),
+        ),
+        (
+            "W3Q",
+            f"drain {cfg.drain_jobs:,}, worker at --log-level warning (no per-job lines)",
+            lambda a: workloads.w3_drain(
+                a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, log_level="warning"
+            ),
         ),
         (
             "W4",

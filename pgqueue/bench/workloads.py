@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -56,9 +57,13 @@ def w2_single(app: App, jobs: int) -> dict[str, float]:
 
 @contextlib.contextmanager
 def worker_process(
-    app: App, concurrency: int, *options: str, queue: str = "default"
+    app: App, concurrency: int, *options: str, queue: str = "default", log_level: str = "info"
 ) -> Iterator[None]:
-    """A ``pgqueue work`` child on the bench schema, ready (registered) when entered."""
+    """A ``pgqueue work`` child on the bench schema, ready (registered) when entered.
+
+    It logs at ``log_level`` (by default info, the worker's own default) into a
+    temporary file, as a worker writing its log to a file or pipe does; the file's last
+    lines are shown if the worker fails."""
     cmd = [
         sys.executable,
         "-m",
@@ -75,12 +80,15 @@ def worker_process(
         "-c",
         str(concurrency),
         "--log-level",
-        "warning",
+        log_level,
         "--shutdown-timeout",
         "5",
         *options,
     ]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    logfile = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in finally)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=logfile, stderr=logfile
+    )
     try:
         deadline = time.monotonic() + 30
         with psycopg.connect(app.dsn, autocommit=True) as conn:
@@ -89,7 +97,10 @@ def worker_process(
                 if row and row[0]:
                     break
                 if proc.poll() is not None:
-                    raise BenchError(f"the worker process exited with {proc.returncode} at start")
+                    raise BenchError(
+                        f"the worker process exited with {proc.returncode} at start: "
+                        + _tail(logfile)
+                    )
                 if time.monotonic() > deadline:
                     raise BenchError("the worker process did not start within 30 s")
                 time.sleep(0.05)
@@ -102,6 +113,14 @@ def worker_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        logfile.close()
+
+
+def _tail(logfile: Any, lines: int = 5) -> str:
+    """The last lines a worker wrote, for an error message."""
+    logfile.seek(0)
+    text = logfile.read().decode(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:]) or "(it wrote nothing)"
 
 
 def _wait_drained(app: App, timeout: float, ids: list[int] | None = None) -> None:
@@ -134,15 +153,21 @@ def _wait_drained(app: App, timeout: float, ids: list[int] | None = None) -> Non
 
 
 def w3_drain(
-    app: App, jobs: int, concurrency: int, backlog: int = 0, prefetch: int = 0
+    app: App,
+    jobs: int,
+    concurrency: int,
+    backlog: int = 0,
+    prefetch: int = 0,
+    log_level: str = "info",
 ) -> dict[str, float]:
     """W3 (and W5 with ``backlog``): drain ``jobs`` queued no-op jobs; jobs/s.
 
-    The backlog sits in the same queue at priority -1, behind the measured jobs.
+    The backlog sits in the same queue at priority -1, behind the measured jobs. The
+    worker logs every job at ``log_level`` info (its default); W3Q runs it at warning.
     """
     if backlog:
         insert_backlog(app, backlog)
-    with worker_process(app, concurrency, "--prefetch", str(prefetch)):
+    with worker_process(app, concurrency, "--prefetch", str(prefetch), log_level=log_level):
         ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
     with psycopg.connect(app.dsn, autocommit=True) as conn:

@@ -41,7 +41,7 @@ from .common import Settings, emit_json, table
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["W1", "W2", "W3", "W4", "W4F", "W5"]),
+    type=click.Choice(["W1", "W2", "W3", "W3Q", "W4", "W4F", "W5"]),
     help="Run only these workloads (repeatable).",
 )
 @click.option(
@@ -69,6 +69,8 @@ def bench(
     W1  bulk enqueue: 20,000 jobs through enqueue_many            jobs/s
     W2  single enqueue: 2,000 jobs, one call and commit each     jobs/s
     W3  drain: 20,000 queued no-op jobs, one worker process      jobs/s
+        (the worker logs at its default level, info, to a file)
+    W3Q W3 with the worker at --log-level warning (only with --only)
     W4  wake latency: idle worker, 200 jobs ~20 ms apart         p50/p99 ms
     W4F W4 with the opt-in --fast-claims (labelled separately)  p50/p99 ms
     W5  drain again with a backlog queued behind (--backlog)     jobs/s
@@ -78,6 +80,7 @@ def bench(
       pgqueue bench
       pgqueue --dsn postgresql://localhost/app bench --runs 5 --backlog
       pgqueue bench --only W3 --concurrency 200 --json
+      pgqueue bench --only W3 --only W3Q --runs 5    # what per-job log lines cost
     """
     from ..bench import BenchConfig, run
 

@@ -26,6 +26,7 @@ from ..db import first_line
 from ..maintenance.dependencies import resolve_dependents
 from ..sql import query
 from .heartbeat import Held
+from .joblog import JobLog
 from .runner import Outcome
 
 log = logging.getLogger("pgqueue.worker")
@@ -43,8 +44,10 @@ class Completer:
         worker_id: str,
         held: Held,
         on_retry_scheduled: Callable[[], None],
+        joblog: JobLog,
     ) -> None:
         self.pool = pool
+        self.joblog = joblog
         self.schema = schema
         self.worker_id = worker_id
         self.held = held
@@ -168,11 +171,13 @@ class Completer:
                 if any(r[1] for r in rows):  # someone waits for these (after=)
                     finished.extend(done)
                 self.held.discard_many([(o.job.id, o.job.attempt) for o in ok])
-                quiet = not log.isEnabledFor(logging.INFO)
+                lines = self.joblog.enabled()
                 for o in ok:
                     o.written = True
-                    if o.job.id not in done or not quiet:
-                        self._finish_log(o, "succeeded" if o.job.id in done else None)
+                    if o.job.id not in done:
+                        self._finish_log(o, None)
+                    elif lines:
+                        self.joblog.succeeded(o.job, o.duration)
                 self.succeeded += len(done)
             for o in cancelled:
                 cur = await conn.execute(
@@ -212,7 +217,9 @@ class Completer:
                 await resolve_dependents(conn, self.schema, finished)
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
-        """Log how a job ended (callers skip quiet successes: see ``_write``)."""
+        """Log how a job ended, other than a success (those go through the JobLog),
+        after the per-job lines still pending there."""
+        self.joblog.flush()
         j = o.job
         extra: dict[str, Any] = {
             "job_id": j.id,
@@ -235,16 +242,6 @@ class Completer:
             extra["event"] = "cancelled"
             log.warning(
                 "job %d %s attempt %d cancelled on request", j.id, j.task, j.attempt, extra=extra
-            )
-        elif state == "succeeded":
-            extra["event"] = "succeeded"
-            log.info(
-                "job %d %s attempt %d succeeded in %.1fms",
-                j.id,
-                j.task,
-                j.attempt,
-                o.duration * 1000,
-                extra=extra,
             )
         else:
             extra["event"] = "retry" if state == "queued" else "failed"

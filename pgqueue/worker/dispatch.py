@@ -43,6 +43,7 @@ from ..tasks import Task
 from .completer import Completer
 from .context import JobContext
 from .heartbeat import Held
+from .joblog import JobLog
 from .runner import Claimed, Outcome, failure, run_job
 
 log = logging.getLogger("pgqueue.worker")
@@ -132,8 +133,10 @@ class Dispatcher:
         executor: ThreadPoolExecutor,
         extend: Callable[[int, int, float], bool],
         on_slot: Callable[[], None],
+        joblog: JobLog,
     ) -> None:
         self.tasks = tasks
+        self.joblog = joblog
         self.worker_id = worker_id
         self.concurrency = concurrency
         self.prefetch = prefetch
@@ -223,19 +226,8 @@ class Dispatcher:
 
     async def _execute(self, run: Run) -> None:
         job = run.job
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "job %d %s attempt %d started",
-                job.id,
-                job.task,
-                job.attempt,
-                extra={
-                    "job_id": job.id,
-                    "task": job.task,
-                    "attempt": job.attempt,
-                    "event": "started",
-                },
-            )
+        if self.joblog.enabled():
+            self.joblog.started(job)
         outcome: Outcome | None = None
         started = time.monotonic()
         try:
@@ -255,6 +247,7 @@ class Dispatcher:
             self.on_slot()
         if run.lost or (outcome is None and not run.cancel):
             self.held.discard(job.id, job.attempt)
+            self.joblog.flush()
             log.warning(
                 "job %d %s attempt %d: lease lost while running; result discarded",
                 job.id,
@@ -280,6 +273,7 @@ class Dispatcher:
             if run is None or run.cancel:
                 continue
             run.cancel = True
+            self.joblog.flush()
             log.info(
                 "job %d: cancellation requested; stopping it",
                 job_id,
@@ -308,6 +302,7 @@ class Dispatcher:
         run.lost = True
         if run.ctx is not None:
             run.ctx.lease_lost.set()
+        self.joblog.flush()
         log.warning(
             "job %d: lease lost on attempt %d (another worker may own it now); stopping it",
             run.job.id,

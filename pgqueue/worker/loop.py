@@ -37,6 +37,7 @@ from .completer import Completer
 from .config import WorkerConfig
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
+from .joblog import JobLog
 from .runner import Claimed
 from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
 from .services import build_maintenance, open_pools, start_services
@@ -166,7 +167,9 @@ class Worker:
             on_cancel=self._cancel_from_thread,
         )
         self.heartbeat = heartbeat
-        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up)
+        joblog = JobLog(log)
+        joblog.start()
+        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up, joblog)
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,
@@ -177,6 +180,7 @@ class Worker:
             executor,
             heartbeat.extend,
             self._slot.set,
+            joblog,
         )
         build_maintenance(self, pool)
         async with pool.connection() as conn:
@@ -205,6 +209,7 @@ class Worker:
                 executor.shutdown(wait=False, cancel_futures=True)
                 await pool.close()
                 await claim_pool.close()
+                joblog.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
@@ -414,4 +419,6 @@ class Worker:
         except psycopg.Error as exc:
             log.warning("could not release jobs at shutdown (the reaper will): %s", first_line(exc))
         heartbeat.stop()
+        if self.completer is not None:
+            self.completer.joblog.flush()  # the last per-job lines before this one
         log.info("worker %s stopped", self.id)
