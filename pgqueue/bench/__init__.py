@@ -30,7 +30,9 @@ class BenchConfig:
     concurrency: int = 100
     prefetch: int = 500
     backlog: int = 0
-    only: list[str] = field(default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5"])
+    only: list[str] = field(
+        default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5", "W6A", "W6T"]
+    )
     """W3Q (W3 with the worker at --log-level warning) runs only when asked (--only)."""
 
 
@@ -67,6 +69,16 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
             lambda a: workloads.w3_drain(
                 a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, log_level="warning"
             ),
+        ),
+        (
+            "W6A",
+            f"concurrent single enqueue {cfg.single_jobs * 2:,}, 64 asyncio tasks",
+            lambda a: workloads.w6_concurrent(a, cfg.single_jobs * 2, 64, threads=False),
+        ),
+        (
+            "W6T",
+            f"concurrent single enqueue {cfg.single_jobs * 2:,}, 16 threads",
+            lambda a: workloads.w6_concurrent(a, cfg.single_jobs * 2, 16, threads=True),
         ),
         (
             "W4",

@@ -41,7 +41,7 @@ from .common import Settings, emit_json, table
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["W1", "W2", "W3", "W3Q", "W4", "W4F", "W5"]),
+    type=click.Choice(["W1", "W2", "W3", "W3Q", "W4", "W4F", "W5", "W6A", "W6T"]),
     help="Run only these workloads (repeatable).",
 )
 @click.option(
@@ -74,6 +74,8 @@ def bench(
     W4  wake latency: idle worker, 200 jobs ~20 ms apart         p50/p99 ms
     W4F W4 with the opt-in --fast-claims (labelled separately)  p50/p99 ms
     W5  drain again with a backlog queued behind (--backlog)     jobs/s
+    W6A concurrent producers: 4,000 single enqueues, 64 tasks    jobs/s
+    W6T the same from 16 threads                                 jobs/s
 
     \b
     Examples:
