@@ -36,9 +36,7 @@ def count_jobs(conn: Conn, schema: str) -> int:
     return int(row[0])
 
 
-def assert_one_line_error(
-    code: int, out: str, err: str, *, says: str, exit_code: int = 1
-) -> None:
+def assert_one_line_error(code: int, out: str, err: str, *, says: str, exit_code: int = 1) -> None:
     """One line on stderr saying ``says``; exit 1 (2 for a bad option value: click's usage
     error convention)."""
     assert code == exit_code, (code, out, err)

@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import click
 import pytest
 
 from pgqueue.cli.common import clip, emit_json, fitted_table, seconds_since
