@@ -158,11 +158,6 @@ def check_state(state: SchemaState, schema: str) -> None:
     )
 
 
-def check_revision(revision: str | None, schema: str) -> None:
-    """``check_state`` for a schema known to be pgqueue's, at ``revision``."""
-    check_state(SchemaState(revision is not None, revision), schema)
-
-
 # -- upgrade --------------------------------------------------------------------------------
 
 
