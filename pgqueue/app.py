@@ -12,7 +12,6 @@ from typing import Any, TypeVar, overload
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrate as _migrate
-from . import producer
 from .admin import Admin
 from .db import connect, resolve_dsn, validate_schema
 from .enqueueing import Enqueueing
@@ -176,12 +175,7 @@ class App(Enqueueing):
     def _check_schema_sync(self, conn: Any) -> None:
         if self._schema_ok:
             return
-        rows = producer.run_sync(conn, self.query("schema_version_table_exists"), {})
-        revision = None
-        if rows and rows[0][0]:
-            rows = producer.run_sync(conn, self.query("schema_revision"), {})
-            revision = str(rows[0][0]) if rows else None
-        _migrate.check_revision(revision, self.schema)
+        _migrate.check_state(_migrate.read_state(conn, self.schema), self.schema)
         self._schema_ok = True
 
     @contextlib.contextmanager
@@ -238,12 +232,8 @@ class App(Enqueueing):
     async def _check_schema_async(self, conn: Any) -> None:
         if self._schema_ok:
             return
-        rows = await producer.run_async(conn, self.query("schema_version_table_exists"), {})
-        revision = None
-        if rows and rows[0][0]:
-            rows = await producer.run_async(conn, self.query("schema_revision"), {})
-            revision = str(rows[0][0]) if rows else None
-        _migrate.check_revision(revision, self.schema)
+        state = await _migrate.read_state_async(conn, self.schema)
+        _migrate.check_state(state, self.schema)
         self._schema_ok = True
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,9 @@ from .errors import ConfigurationError
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
 DEFAULT_SCHEMA = "pgqueue"
+#: Seconds a connection attempt waits for the server to answer, unless the DSN says
+#: ``connect_timeout=N`` or libpq's ``PGCONNECT_TIMEOUT`` is set.
+DEFAULT_CONNECT_TIMEOUT = 10
 _SA_DRIVER = re.compile(r"^(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
 
 _embedded_lock = threading.Lock()
@@ -37,6 +40,19 @@ def validate_schema(schema: str | None) -> str:
         raise ConfigurationError(
             f"invalid schema name {name!r}: use lower-case letters, digits and underscores, "
             "starting with a letter or underscore, at most 50 characters (e.g. 'pgqueue')"
+        )
+    if name == "public":
+        # Refused everywhere, not only by migrate: pgqueue's tables and functions (jobs,
+        # workers, queues, enqueue, ...) would sit among the application's, on every
+        # role's search_path, and the schema is never pgqueue's alone to upgrade.
+        raise ConfigurationError(
+            "schema 'public' is refused: pgqueue's tables and functions (jobs, workers, "
+            "enqueue, ...) need a schema of their own; use e.g. --schema pgqueue (the default)"
+        )
+    if name.startswith("pg_") or name == "information_schema":
+        raise ConfigurationError(
+            f"schema {name!r} is reserved for PostgreSQL's own catalogs: "
+            "use e.g. --schema pgqueue (the default)"
         )
     return name
 
@@ -115,19 +131,93 @@ def embedded_dsn() -> str:
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
-    """The DSN to use, by the order in the module docstring; validated."""
+    """The DSN to use, by the order in the module docstring; validated, with a connect
+    timeout (``with_connect_timeout``): every connection pgqueue opens starts from it."""
     for candidate in (dsn, os.environ.get("PGQUEUE_DSN"), os.environ.get("DATABASE_URL")):
         if candidate:
-            return normalize_dsn(candidate)
-    return embedded_dsn()
+            return with_connect_timeout(normalize_dsn(candidate))
+    return with_connect_timeout(embedded_dsn())
+
+
+def connect_timeout_default() -> int:
+    """``PGCONNECT_TIMEOUT`` if set (libpq's own variable), else ``DEFAULT_CONNECT_TIMEOUT``.
+
+    Raises ``ConfigurationError`` if the variable is not a whole number of seconds.
+    """
+    env = os.environ.get("PGCONNECT_TIMEOUT", "").strip()
+    if not env:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        return int(env)
+    except ValueError:
+        raise ConfigurationError(
+            f"PGCONNECT_TIMEOUT={env!r} is not a whole number of seconds: set it to e.g. 10 "
+            "or unset it"
+        ) from None
+
+
+def with_connect_timeout(dsn: str) -> str:
+    """``dsn`` with ``connect_timeout`` added when it has none (``connect_timeout_default``),
+    in the DSN's own form (URI or key=value); unchanged if it has one. Idempotent.
+
+    Without it libpq waits for as long as the operating system lets a TCP connection
+    attempt hang (minutes) on a server that accepts and never answers. Raises
+    ``ConfigurationError`` for a DSN libpq cannot parse.
+    """
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"malformed DSN ({first_line(exc)})") from None
+    if "connect_timeout" in params:
+        return dsn
+    seconds = connect_timeout_default()
+    if "://" in dsn:
+        return f"{dsn}{'&' if '?' in dsn else '?'}connect_timeout={seconds}"
+    return f"{dsn} connect_timeout={seconds}".lstrip()
+
+
+def server_of(dsn: str) -> str:
+    """Where ``dsn`` points, for messages: ``host:port`` (each host of a multi-host DSN)."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the configured server"
+    hosts = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "")
+    ports = str(params.get("port") or os.environ.get("PGPORT") or "5432").split(",")
+    if not hosts:
+        return f"the local socket (port {ports[0]})"
+    names = hosts.split(",")
+    ports = ports if len(ports) == len(names) else [ports[0]] * len(names)
+    return ", ".join(f"{h}:{p}" for h, p in zip(names, ports, strict=True))
+
+
+def describe_connect_error(dsn: str, exc: BaseException) -> str:
+    """One line for a failed connection attempt: the server, what went wrong, the fix."""
+    where = server_of(dsn)
+    if isinstance(exc, psycopg.errors.ConnectionTimeout) or "timeout expired" in str(exc):
+        try:
+            seconds = str(conninfo_to_dict(dsn).get("connect_timeout", "?"))
+        except psycopg.ProgrammingError:
+            seconds = "?"
+        return (
+            f"cannot connect to PostgreSQL at {where}: no answer within {seconds} s "
+            "(connect_timeout); check that a PostgreSQL server is running and reachable "
+            "there, or raise connect_timeout in the DSN"
+        )
+    return (
+        f"cannot connect to PostgreSQL at {where}: {first_line(exc)}; check the DSN "
+        "(--dsn, PGQUEUE_DSN or DATABASE_URL) and that the server is running"
+    )
 
 
 def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
-    """One plain connection. Raises ``ConfigurationError`` if the server cannot be reached."""
+    """One plain connection, with a connect timeout (``with_connect_timeout``). Raises
+    ``ConfigurationError`` naming the server if it cannot be reached in time."""
+    dsn = with_connect_timeout(dsn)
     try:
         return psycopg.connect(dsn, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
+        raise ConfigurationError(describe_connect_error(dsn, exc)) from exc
 
 
 def first_line(exc: BaseException) -> str:

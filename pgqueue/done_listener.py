@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .db import first_line
+from .db import first_line, with_connect_timeout
 from .sql import done_channel_for
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class DoneListener:
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.Connection.connect(
-            self.dsn,
+            with_connect_timeout(self.dsn),
             autocommit=True,
             keepalives=1,
             keepalives_idle=10,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from .db import first_line
+from .db import first_line, with_connect_timeout
 
 log = logging.getLogger("pgqueue.listener")
 
@@ -52,7 +52,7 @@ class Listener:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.dsn,
+                    with_connect_timeout(self.dsn),
                     autocommit=True,
                     keepalives=1,
                     keepalives_idle=10,

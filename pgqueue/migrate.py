@@ -1,21 +1,53 @@
-"""Schema migrations: upgrade to the newest revision, print the DDL, check the revision.
+"""Schema migrations: upgrade to the newest revision, print the DDL, check the schema.
 
-Alembic drives the revisions in ``pgqueue/migrations`` (inside the wheel); its version
-table lives in the pgqueue schema. ``upgrade`` is idempotent and safe to run from many
-processes at once (an advisory lock serializes them inside one transaction).
+Alembic drives the revisions in ``pgqueue/migrations`` (inside the wheel). Its version
+table is ``<schema>.pgqueue_version``: a name no other tool uses, so an application's own
+alembic (``alembic_version``) never meets pgqueue's, whatever its search_path. ``upgrade``
+is idempotent and safe to run from many processes at once (an advisory lock serializes
+them inside one transaction).
+
+Adopting a schema (``read_state``): a schema that does not exist or holds nothing is
+fresh; one with ``pgqueue_version`` is pgqueue's; one an older pgqueue set up (its
+revision in ``alembic_version`` next to pgqueue's own tables) is pgqueue's too, and
+``upgrade`` renames that table in the same transaction; anything else holding objects
+belongs to someone else, and every command refuses it, naming the objects.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .db import connect, first_line
+from . import producer
+from .db import connect, first_line, validate_schema
 from .errors import ConfigurationError, SchemaNotMigrated
+from .sql import query
 
 #: The revision this pgqueue's code expects. tests/ check it is alembic's head.
 HEAD_REVISION = "0004"
+#: pgqueue's alembic version table, inside the pgqueue schema.
+VERSION_TABLE = "pgqueue_version"
+#: The revisions pgqueue recorded in ``<schema>.alembic_version`` before it had a table
+#: name of its own; ``upgrade`` moves such a table to ``VERSION_TABLE``.
+LEGACY_REVISIONS = frozenset({"0001", "0002", "0003", "0004"})
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What a schema holds, as far as pgqueue is concerned.
+
+    ``exists``: the schema is there. ``revision``: pgqueue's revision (None: fresh or
+    foreign). ``legacy``: that revision is in an older pgqueue's ``alembic_version``.
+    ``foreign``: the objects of a schema pgqueue did not create (empty otherwise).
+    """
+
+    exists: bool
+    revision: str | None = None
+    legacy: bool = False
+    foreign: tuple[str, ...] = ()
 
 
 def _config(schema: str, **attributes: Any) -> Any:
@@ -25,6 +57,7 @@ def _config(schema: str, **attributes: Any) -> Any:
     location = Path(__file__).resolve().parent / "migrations"
     cfg.set_main_option("script_location", str(location))
     cfg.attributes["schema"] = schema
+    cfg.attributes.setdefault("version_table", VERSION_TABLE)
     cfg.attributes.update(attributes)
     return cfg
 
@@ -38,30 +71,86 @@ def head_revision() -> str:
     return head
 
 
+# -- what a schema holds ----------------------------------------------------------------------
+
+
+def _revision_query(inspected: tuple[Any, ...]) -> str | None:
+    _, version_table, legacy, _ = inspected
+    if version_table:
+        return "schema_revision"
+    return "schema_legacy_revision" if legacy else None
+
+
+def _state(inspected: tuple[Any, ...], revisions: list[tuple[Any, ...]]) -> SchemaState:
+    present, version_table, legacy, objects = inspected
+    names = tuple(str(n) for n in objects or ())
+    if version_table:
+        return SchemaState(True, str(revisions[0][0]) if revisions else None)
+    if legacy and len(revisions) == 1 and str(revisions[0][0]) in LEGACY_REVISIONS:
+        return SchemaState(True, str(revisions[0][0]), legacy=True)
+    return SchemaState(bool(present), foreign=names)
+
+
+def read_state(conn: Any, schema: str) -> SchemaState:
+    """The schema's state, read on a caller's sync connection (psycopg or SQLAlchemy)
+    without failing its transaction: catalog reads only, and a version table is read
+    only once it is known to be there."""
+    inspected = producer.run_sync(conn, query(schema, "schema_inspect"), {})[0]
+    name = _revision_query(inspected)
+    revisions = producer.run_sync(conn, query(schema, name), {}) if name else []
+    return _state(inspected, revisions)
+
+
+async def read_state_async(conn: Any, schema: str) -> SchemaState:
+    """``read_state`` on an async connection."""
+    inspected = (await producer.run_async(conn, query(schema, "schema_inspect"), {}))[0]
+    name = _revision_query(inspected)
+    revisions = await producer.run_async(conn, query(schema, name), {}) if name else []
+    return _state(inspected, revisions)
+
+
 def current_revision(dsn: str, schema: str) -> str | None:
-    """The schema's revision, or None if it was never migrated."""
+    """The schema's pgqueue revision, or None if pgqueue never set it up."""
     with connect(dsn) as conn:
-        return read_revision(conn, schema)
+        return read_state(conn, schema).revision
 
 
-def read_revision(conn: Any, schema: str) -> str | None:
-    """The revision, read on an open psycopg connection without failing its transaction."""
-    from .sql import query
+def _foreign_error(state: SchemaState, schema: str) -> ConfigurationError:
+    shown = ", ".join(state.foreign[:5])
+    if len(state.foreign) > 5:
+        shown += f" and {len(state.foreign) - 5} more"
+    return ConfigurationError(
+        f"schema {schema!r} holds objects pgqueue did not create ({shown}): choose another "
+        "schema for pgqueue (--schema, PGQUEUE_SCHEMA or App(schema=...))"
+    )
 
-    row = conn.execute(query(schema, "schema_version_table_exists")).fetchone()
-    if not row or not row[0]:
-        return None
-    row = conn.execute(query(schema, "schema_revision")).fetchone()
-    return str(row[0]) if row else None
+
+def _newer(revision: str) -> bool:
+    return revision.isdigit() and HEAD_REVISION.isdigit() and int(revision) > int(HEAD_REVISION)
 
 
-def check_revision(revision: str | None, schema: str) -> None:
-    """Raise ``SchemaNotMigrated`` unless ``revision`` is the one this code expects."""
-    if revision == HEAD_REVISION:
+def check_state(state: SchemaState, schema: str) -> None:
+    """Raise unless this code can use the schema as it is: ``SchemaNotMigrated`` when
+    ``pgqueue migrate`` fixes it, ``ConfigurationError`` when it cannot (someone else's
+    schema, or a revision newer than this pgqueue)."""
+    if state.foreign:
+        raise _foreign_error(state, schema)
+    revision = state.revision
+    if revision == HEAD_REVISION and not state.legacy:
         return
     if revision is None:
         raise SchemaNotMigrated(
             f"schema {schema!r} is not set up in this database: run `pgqueue migrate`"
+        )
+    if _newer(revision):
+        raise ConfigurationError(
+            f"schema {schema!r} is at revision {revision}, newer than this pgqueue "
+            f"(which needs {HEAD_REVISION}): upgrade pgqueue"
+        )
+    if state.legacy:
+        raise SchemaNotMigrated(
+            f"schema {schema!r} was set up by an older pgqueue (revision {revision}, "
+            "version table alembic_version): run `pgqueue migrate`"
         )
     raise SchemaNotMigrated(
         f"schema {schema!r} is at revision {revision}, this pgqueue needs {HEAD_REVISION}: "
@@ -69,40 +158,90 @@ def check_revision(revision: str | None, schema: str) -> None:
     )
 
 
-def upgrade(dsn: str, schema: str) -> tuple[str | None, str]:
+# -- upgrade --------------------------------------------------------------------------------
+
+
+def _failure(exc: BaseException, schema: str) -> str:
+    """One line for a database error that stopped ``upgrade`` (nothing was changed)."""
+    import psycopg.errors as pe
+
+    line = first_line(exc)
+    if isinstance(exc, pe.InsufficientPrivilege):
+        return (
+            f"migrate cannot set up schema {schema!r}: {line}; run it as a role that may "
+            "create the schema and its tables (GRANT CREATE ON DATABASE ... TO that role, "
+            "or make it the schema's owner), or have a DBA apply `pgqueue migrate --sql`"
+        )
+    if isinstance(exc, pe.LockNotAvailable):
+        return (
+            f"migrate gave up waiting for a lock in schema {schema!r} ({line}; lock_timeout): "
+            "a long transaction holds one of its tables; nothing was changed, run it again "
+            "when that transaction ends"
+        )
+    if isinstance(exc, pe.QueryCanceled):
+        return (
+            f"migrate of schema {schema!r} was cancelled ({line}); nothing was changed: run "
+            "it again (raise statement_timeout for this role if it was the timeout)"
+        )
+    return f"migrate of schema {schema!r} failed, nothing was changed: {line}"
+
+
+def upgrade(
+    dsn: str, schema: str, *, notify: Callable[[str], None] | None = None
+) -> tuple[str | None, str]:
     """Upgrade ``schema`` to the newest revision; return (revision before, revision after).
 
     Runs in one transaction: on any error nothing is changed and ``ConfigurationError``
-    (or the database's own error) propagates.
+    says why in one line (cannot connect, someone else's schema, ``public``, permission,
+    lock timeout, ...). An older pgqueue's version table is moved to ``pgqueue_version``
+    in the same transaction; ``notify`` (if given) is called with a line saying so.
     """
     import psycopg
     import sqlalchemy.exc
     from alembic import command
+    from alembic.util.exc import CommandError
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(
-        "postgresql+psycopg://",
-        creator=lambda: psycopg.connect(dsn),
-        poolclass=NullPool,
-    )
+    schema = validate_schema(schema)
+    raw = connect(dsn, autocommit=False)  # ConfigurationError naming the server
+    engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
+    moved = False
     try:
         with engine.begin() as connection:
-            # Read "before" under migrate's advisory lock (the one env.py takes; it nests in
-            # one session), so of many concurrent runs exactly one reports the upgrade.
+            # Read the state under migrate's advisory lock (the one env.py takes; it nests
+            # in one session), so of many concurrent runs exactly one reports the upgrade.
             connection.exec_driver_sql(
                 "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"pgqueue.migrate.{schema}"}
             )
-            before = read_revision(connection.connection.driver_connection, schema)
-            command.upgrade(_config(schema, connection=connection), "head")
-    except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(exc)}") from exc
-    except sqlalchemy.exc.OperationalError as exc:  # the creator's psycopg error, wrapped
-        cause = exc.orig if exc.orig is not None else exc
-        raise ConfigurationError(f"cannot connect to PostgreSQL: {first_line(cause)}") from exc
+            state = read_state(raw, schema)
+            if state.foreign:
+                raise _foreign_error(state, schema)
+            if state.revision is not None and _newer(state.revision):
+                check_state(state, schema)
+            if state.legacy:
+                raw.execute(query(schema, "schema_legacy_version_table_move"))
+                raw.execute(query(schema, "schema_legacy_version_pkey_move"))
+                moved = True
+            cfg = _config(schema, connection=connection, create_schema=not state.exists)
+            command.upgrade(cfg, "head")
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise ConfigurationError(_failure(exc.orig or exc, schema)) from exc
+    except psycopg.Error as exc:
+        raise ConfigurationError(_failure(exc, schema)) from exc
+    except CommandError as exc:  # e.g. a revision alembic cannot find in pgqueue's scripts
+        raise ConfigurationError(
+            f"migrate of schema {schema!r} failed, nothing was changed: {first_line(exc)}"
+        ) from exc
     finally:
         engine.dispose()
-    return before, HEAD_REVISION
+        raw.close()
+    if moved and notify is not None:
+        notify(
+            f"schema {schema!r}: moved an older pgqueue's version table "
+            f"(alembic_version) to {VERSION_TABLE}"
+        )
+    return state.revision, HEAD_REVISION
 
 
 def upgrade_sql(schema: str) -> str:
@@ -110,7 +249,7 @@ def upgrade_sql(schema: str) -> str:
     from alembic import command
 
     buffer = io.StringIO()
-    cfg = _config(schema)
+    cfg = _config(validate_schema(schema))
     cfg.output_buffer = buffer
     command.upgrade(cfg, "head", sql=True)
     return buffer.getvalue()

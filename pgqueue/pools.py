@@ -10,6 +10,9 @@ one INSERT per call): 308-325 us per call on a one-connection pool, 368-387 us o
 three. A stack keeps reusing the backend that just ran: its caches are warm and the
 others stay idle, so psycopg_pool's ``max_idle`` can close them.
 
+Both pools add a connect timeout to their conninfo (``db.with_connect_timeout``), so a
+server that accepts and never answers fails each attempt in seconds, not minutes.
+
 The swap touches one private attribute (``_pool``). If a psycopg_pool release renames it,
 the pools below keep working as plain FIFO pools (``tests/integration/test_pools.py``
 fails and says so). On shrinking, psycopg_pool closes the connection its ``popleft()`` returns,
@@ -22,6 +25,8 @@ from collections import deque
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from .db import with_connect_timeout
 
 
 class _MostRecentFirst(deque[Any]):
@@ -39,8 +44,8 @@ def _stack_of(pool: ConnectionPool | AsyncConnectionPool) -> None:
 class Pool(ConnectionPool):
     """``psycopg_pool.ConnectionPool`` that hands out the most recently used connection."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
         _stack_of(self)
 
 
@@ -48,6 +53,6 @@ class AsyncPool(AsyncConnectionPool):
     """``psycopg_pool.AsyncConnectionPool`` that hands out the most recently used
     connection."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
         _stack_of(self)

@@ -9,6 +9,7 @@ import click
 
 from ..errors import InvalidJobError
 from .common import Settings
+from .durations import Duration
 
 
 def _parse(value: str | None, kind: type, option: str) -> Any:
@@ -37,7 +38,10 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
 @click.option("--queue", help="Queue name (default: the task's, else 'default').")
 @click.option("--priority", type=int, help="Higher runs first (-32768..32767, default 0).")
 @click.option(
-    "--delay", type=float, metavar="SECONDS", help="Run no sooner than this many seconds from now."
+    "--delay",
+    type=Duration(),
+    metavar="DURATION",
+    help="Run no sooner than this from now: seconds (90) or 30s, 5m, 1h30m, 7d.",
 )
 @click.option("--max-attempts", type=int, help="Attempts before the job is failed (default 20).")
 @click.option(
@@ -45,9 +49,9 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
 )
 @click.option(
     "--unique-for",
-    type=float,
-    metavar="SECONDS",
-    help="With --dedupe-key: also none while one finished less than SECONDS ago.",
+    type=Duration(),
+    metavar="DURATION",
+    help="With --dedupe-key: also none while one finished less than DURATION ago.",
 )
 @click.option(
     "--replace",

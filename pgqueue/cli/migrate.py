@@ -17,7 +17,8 @@ def migrate(settings: Settings, print_sql: bool) -> None:
     """Create or upgrade pgqueue's schema to this version's revision.
 
     Safe to run again (nothing to do) and from several processes at once (they
-    take turns on an advisory lock). Everything runs in one transaction.
+    take turns on an advisory lock). Everything runs in one transaction. Refuses a
+    schema holding objects pgqueue did not create (choose another --schema).
 
     \b
     Examples:
@@ -29,7 +30,7 @@ def migrate(settings: Settings, print_sql: bool) -> None:
     if print_sql:
         click.echo(_migrate.upgrade_sql(app.schema), nl=False)
         return
-    before, after = _migrate.upgrade(app.dsn, app.schema)
+    before, after = _migrate.upgrade(app.dsn, app.schema, notify=click.echo)
     if before == after:
         click.echo(f"schema {app.schema!r} is up to date (revision {after})")
     else:

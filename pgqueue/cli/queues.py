@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .common import Settings, emit_json
-from .prune import parse_duration
+from .durations import Duration, Rate
 from .status import _plain, render
 
 
@@ -97,22 +97,6 @@ def _count(text: str | None, option: str) -> int | str | None:
     return int(text)
 
 
-def _rate(text: str) -> tuple[int | None, float | None]:
-    """'10/s', '100/1m', '5/2.5s' -> (10, 1.0) ...; 'none' -> (None, None)."""
-    if text.strip().lower() == "none":
-        return None, None
-    count, sep, period = text.partition("/")
-    if not sep or not count.strip().isdigit() or int(count) < 1:
-        raise click.ClickException(
-            f"bad --rate {text!r}: use COUNT/PERIOD, e.g. 10/s, 100/1m, 5/2.5s, or none"
-        )
-    period = period.strip()
-    seconds = parse_duration(period if period[:1].isdigit() else "1" + period, "--rate")
-    if seconds <= 0:
-        raise click.ClickException(f"bad --rate {text!r}: the period must be longer than 0")
-    return int(count), seconds
-
-
 def describe_limits(limits: dict[str, Any]) -> str:
     """'max running 4, per group 2, rate 10/1s, priority aging 60s' (or 'no limits')."""
     parts = []
@@ -133,9 +117,12 @@ def describe_limits(limits: dict[str, Any]) -> str:
 @click.option(
     "--max-per-group", metavar="N|none", help="Running jobs per group key (tenant) of QUEUE."
 )
-@click.option("--rate", metavar="COUNT/PERIOD|none", help="Claims per period: 10/s, 100/1m.")
+@click.option(
+    "--rate", type=Rate(), metavar="COUNT/PERIOD|none", help="Claims per period: 10/s, 100/1m."
+)
 @click.option(
     "--priority-aging",
+    type=Duration(0, low_open=True, allow_none=True),
     metavar="DURATION|none",
     help="Every DURATION, due jobs waiting behind higher-priority ones move up one step.",
 )
@@ -146,8 +133,8 @@ def set_limits(
     queue: str,
     max_running: str | None,
     max_per_group: str | None,
-    rate: str | None,
-    priority_aging: str | None,
+    rate: tuple[int | None, float | None] | None,
+    priority_aging: float | str | None,
     as_json: bool,
 ) -> None:
     """Set QUEUE's limits, held exactly over all workers. Options not given keep their
@@ -170,13 +157,9 @@ def set_limits(
         if value != "keep":
             changes[name] = value
     if rate is not None:
-        changes["rate_limit"], changes["rate_period"] = _rate(rate)
+        changes["rate_limit"], changes["rate_period"] = rate
     if priority_aging is not None:
-        changes["priority_aging"] = (
-            None
-            if priority_aging.strip().lower() == "none"
-            else parse_duration(priority_aging, "--priority-aging")
-        )
+        changes["priority_aging"] = None if priority_aging == "none" else priority_aging
     if not changes:
         raise click.ClickException(
             "nothing to set: give --max-running, --max-per-group, --rate or --priority-aging"

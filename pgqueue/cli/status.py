@@ -8,17 +8,19 @@ from typing import Any
 import click
 
 from .common import Settings, emit_json, table
+from .durations import Duration
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option("--watch", is_flag=True, help="Refresh every --interval until Ctrl-C.")
 @click.option(
     "--interval",
-    type=click.FloatRange(0.2, 3600),
-    default=2.0,
+    type=Duration(0.2, 3600),
+    default="2s",
     show_default=True,
-    help="Seconds between refreshes with --watch.",
+    metavar="DURATION",
+    help="Time between refreshes with --watch (2s, 1m, or seconds).",
 )
 @click.pass_obj
 def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> None:

@@ -12,6 +12,7 @@ import click
 from .. import logs
 from ..errors import ConfigurationError
 from .common import Settings
+from .durations import Duration
 
 
 @click.command()
@@ -41,26 +42,26 @@ from .common import Settings
 )
 @click.option(
     "--lease",
-    type=float,
-    default=30.0,
+    type=Duration(1, 86_400),
+    default="30s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="How long a job stays ours without a heartbeat; renewed every lease/3.",
 )
 @click.option(
     "--poll-interval",
-    type=float,
-    default=2.0,
+    type=Duration(0.01, 3_600),
+    default="2s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="Longest sleep without a NOTIFY (the fallback when LISTEN is down).",
 )
 @click.option(
     "--shutdown-timeout",
-    type=float,
-    default=30.0,
+    type=Duration(0, 86_400),
+    default="30s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="On SIGTERM, wait this long for running jobs, then hand them back.",
 )
 @click.option(
@@ -74,19 +75,19 @@ from .common import Settings
 )
 @click.option(
     "--keep-succeeded",
-    type=float,
-    default=7 * 86400,
+    type=Duration(),
+    default="7d",
     show_default=True,
-    metavar="SECONDS",
-    help="Delete succeeded jobs this long after they finished (7 days).",
+    metavar="DURATION",
+    help="Delete succeeded jobs this long after they finished.",
 )
 @click.option(
     "--keep-failed",
-    type=float,
-    default=30 * 86400,
+    type=Duration(),
+    default="30d",
     show_default=True,
-    metavar="SECONDS",
-    help="Delete failed (dead-letter) jobs this long after they failed (30 days).",
+    metavar="DURATION",
+    help="Delete failed (dead-letter) jobs this long after they failed.",
 )
 @click.option(
     "--fast-claims",
@@ -131,7 +132,8 @@ def work(
 
     Needs your app: --app module:attr (or $PGQUEUE_APP). Stops gracefully on
     SIGTERM/SIGINT: no new claims, running jobs get --shutdown-timeout to finish,
-    the rest go back to the queue at once; a second Ctrl-C stops now.
+    the rest go back to the queue at once; a second Ctrl-C stops now. A DURATION is
+    seconds (90, 0.5) or a number with a unit: 30s, 5m, 1h30m, 7d.
 
     \b
     Examples:

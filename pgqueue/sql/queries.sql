@@ -6,13 +6,58 @@
 -- "attempt" counts claims and is the fencing token; error_count and lost_count count
 -- what used an attempt up (a shutdown release uses none).
 
--- name: schema_version_table_exists
--- to_regclass keeps the check safe inside a caller's transaction: a missing table is
--- NULL, not an error that would abort their transaction.
-SELECT to_regclass('{schema}.alembic_version') IS NOT NULL AS present;
+-- name: schema_inspect
+-- What the schema holds, to tell apart a fresh schema (absent or empty), pgqueue's (its
+-- version table pgqueue_version), one set up by an older pgqueue (its revision in
+-- alembic_version, next to pgqueue's own jobs and workers tables and trigger function)
+-- and anybody else's (any other object: see pgqueue/migrate.py). Catalog reads and
+-- to_regclass only: a missing object is NULL, never an error, so this is safe inside a
+-- caller's transaction. "objects" lists tables, views, sequences, functions and types by
+-- name (indexes, and the row and array types that come with tables, are not objects of
+-- their own).
+SELECT to_regnamespace('{schema}') IS NOT NULL AS present,
+       to_regclass('{schema}.pgqueue_version') IS NOT NULL AS version_table,
+       to_regclass('{schema}.alembic_version') IS NOT NULL
+         AND to_regclass('{schema}.jobs') IS NOT NULL
+         AND to_regclass('{schema}.workers') IS NOT NULL
+         AND to_regprocedure('{schema}.jobs_notify_insert()') IS NOT NULL
+         AND EXISTS (SELECT FROM pg_attribute
+                     WHERE attrelid = to_regclass('{schema}.alembic_version')
+                       AND attname = 'version_num' AND NOT attisdropped)
+         AND (SELECT count(*) FROM pg_attribute
+              WHERE attrelid = to_regclass('{schema}.jobs') AND NOT attisdropped
+                AND attname IN ('attempt', 'lease_expires_at', 'worker_id', 'dedupe_key')) = 4
+         AS legacy_version_table,
+       ARRAY(SELECT name FROM (
+               SELECT relname::text AS name FROM pg_class
+               WHERE relnamespace = to_regnamespace('{schema}')
+                 AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+               UNION
+               SELECT proname::text FROM pg_proc
+               WHERE pronamespace = to_regnamespace('{schema}')
+               UNION
+               SELECT typname::text FROM pg_type
+               WHERE typnamespace = to_regnamespace('{schema}')
+                 AND (typtype IN ('d', 'e', 'r') OR (typtype = 'b' AND typcategory <> 'A'))
+             ) o ORDER BY name) AS objects;
 
 -- name: schema_revision
+SELECT version_num FROM {schema}.pgqueue_version;
+
+-- name: schema_legacy_revision
+-- An older pgqueue's version table (alembic's default name); schema_inspect checked it
+-- sits next to pgqueue's tables before this reads it.
 SELECT version_num FROM {schema}.alembic_version;
+
+-- name: schema_legacy_version_table_move
+-- The older pgqueue's version table takes pgqueue's own name (alembic_version is what an
+-- application's own alembic calls its table), inside migrate's transaction: it moves
+-- with the upgrade or not at all.
+ALTER TABLE {schema}.alembic_version RENAME TO pgqueue_version;
+
+-- name: schema_legacy_version_pkey_move
+-- ... and its primary key (renaming the index renames the constraint with it).
+ALTER INDEX IF EXISTS {schema}.alembic_version_pkc RENAME TO pgqueue_version_pkc;
 
 -- name: job_insert
 -- The common case, no dedupe key: a plain INSERT (ON CONFLICT's speculative insertion

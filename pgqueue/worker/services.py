@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..db import connect
+from ..errors import ConfigurationError
 from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
@@ -43,7 +45,8 @@ async def open_pools(
     dsn: str, cfg: WorkerConfig
 ) -> tuple[AsyncConnectionPool, AsyncConnectionPool]:
     """The worker's pools, opened: (shared pool for the completer and services, the claim
-    loop's own connection)."""
+    loop's own connection). Raises ``ConfigurationError`` naming the cause when they
+    cannot fill within 30 s (each connection attempt has the DSN's connect timeout)."""
     pool = AsyncPool(
         dsn,
         min_size=2,
@@ -67,9 +70,27 @@ async def open_pools(
         name="pgqueue-claim",
         timeout=10,
     )
-    await pool.open(wait=True, timeout=30)
-    await claim_pool.open(wait=True, timeout=30)
+    try:
+        await pool.open(wait=True, timeout=30)
+        await claim_pool.open(wait=True, timeout=30)
+    except PoolTimeout:
+        await pool.close()
+        await claim_pool.close()
+        raise ConfigurationError(await asyncio.to_thread(_why_no_pool, dsn)) from None
     return pool, claim_pool
+
+
+def _why_no_pool(dsn: str) -> str:
+    """Why the pools did not fill: a direct connection's own error (timeout, refused, auth),
+    or, if that works, the likely cause."""
+    try:
+        connect(dsn).close()
+    except ConfigurationError as exc:
+        return f"the worker's connection pool did not open within 30 s: {exc}"
+    return (
+        "the worker's connection pool did not open within 30 s although a single connection "
+        "works: the server may be out of connections (max_connections) or too slow to answer"
+    )
 
 
 def build_maintenance(worker: Worker, pool: AsyncConnectionPool) -> None:

@@ -64,11 +64,13 @@ def test_set_changes_only_the_named_limits(pg_dsn: str, conn: Conn, schema: str)
         (["--max-running", "0"], "bad --max-running '0'"),
         (["--max-running", "four"], "bad --max-running 'four'"),
         (["--max-per-group", "-1"], "bad --max-per-group '-1'"),
-        (["--rate", "10"], "bad --rate '10'"),
-        (["--rate", "x/s"], "bad --rate 'x/s'"),
+        (["--rate", "10"], "invalid rate '10' for --rate"),
+        (["--rate", "x/s"], "invalid rate 'x/s' for --rate"),
+        (["--rate", "10/"], "invalid rate '10/' for --rate"),
         (["--rate", "10/0s"], "the period must be longer than 0"),
-        (["--rate", "10/fortnight"], "bad duration"),
-        (["--priority-aging", "soon"], "bad duration 'soon' for --priority-aging"),
+        (["--rate", "10/fortnight"], "invalid duration 'fortnight' for --rate"),
+        (["--priority-aging", "soon"], "invalid duration 'soon' for --priority-aging"),
+        (["--priority-aging", "0"], "--priority-aging 0 is out of range: use more than 0s"),
         ([], "nothing to set"),
     ],
 )
@@ -77,7 +79,9 @@ def test_bad_limits_are_one_line_errors_that_write_nothing(
 ) -> None:
     ok(pg_dsn, schema, "queues", "set", "gpu", "--max-running", "4")
     code, out, err = cli(pg_dsn, schema, "queues", "set", "gpu", *args)
-    assert_one_line_error(code, out, err, says=message)
+    # a bad value of --rate or --priority-aging is a usage error (exit 2), as click's are
+    usage = any(a in ("--rate", "--priority-aging") for a in args)
+    assert_one_line_error(code, out, err, says=message, exit_code=2 if usage else 1)
     assert limits(conn, schema, "gpu") == (4, None, None, None, None)
 
 

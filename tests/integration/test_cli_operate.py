@@ -460,12 +460,6 @@ BAD = [
     (["queues", "resume", "nope"], "no queue named 'nope'"),
     (["queues", "pause", "bad;queue"], "invalid queue name"),
     (["queues", "resume", "bad;queue", "--json"], "invalid queue name"),
-    (["prune", "--older-than", "7x"], "bad duration '7x'"),
-    (["prune", "--older-than", ""], "bad duration ''"),
-    (["prune", "--older-than", "-1d"], "bad duration '-1d'"),
-    (["prune", "--older-than", "7 days"], "bad duration '7 days'"),
-    (["prune", "--older-than", "1e5"], "bad duration '1e5'"),
-    (["prune", "--older-than", "99999999w"], "too long"),
     (["prune", "--older-than", "0", "--state", "queued"], "finished states only"),
     (["prune", "--older-than", "0", "--state", "succeeded", "--state", "running"], "finished"),
 ]
@@ -482,11 +476,25 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert snapshot(conn, schema) == before
 
 
-def test_bad_duration_names_the_format(pg_dsn: str, schema: str) -> None:
-    code, out, err = cli(pg_dsn, schema, "prune", "--older-than", "soon")
-    assert_one_line_error(code, out, err, says="--older-than")
-    for piece in ("30s", "15m", "12h", "7d", "2w", "plain seconds"):
-        assert piece in err
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("7x", "invalid duration '7x' for --older-than"),
+        ("", "invalid duration '' for --older-than"),
+        ("-1d", "invalid duration '-1d'"),
+        ("7 days", "invalid duration '7 days'"),
+        ("1e5", "invalid duration '1e5'"),
+        ("99999999w", "too long"),
+    ],
+)
+def test_bad_duration_is_a_one_line_usage_error_that_writes_nothing(
+    pg_dsn: str, schema: str, world: dict[str, int], conn: Conn, value: str, says: str
+) -> None:
+    conn.execute(f"UPDATE \"{schema}\".jobs SET finished_at = now() - interval '1 year'")
+    before = snapshot(conn, schema)
+    code, out, err = cli(pg_dsn, schema, "prune", "--older-than", value)
+    assert_one_line_error(code, out, err, says=says, exit_code=2)
+    assert snapshot(conn, schema) == before
 
 
 def test_unknown_id_real_script(pg_dsn: str, schema: str) -> None:

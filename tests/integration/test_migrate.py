@@ -102,7 +102,7 @@ def test_migrate_twice_is_a_no_op(pg_dsn: str, unmigrated_schema: str, conn: Con
         "SELECT count(*) FROM pg_class WHERE relnamespace = to_regnamespace(%s)", (f'"{s}"',)
     ).fetchone()
     assert ddl_before == ddl_after
-    assert conn.execute(f'SELECT version_num FROM "{s}".alembic_version').fetchall() == [
+    assert conn.execute(f'SELECT version_num FROM "{s}".pgqueue_version').fetchall() == [
         (HEAD_REVISION,)
     ]
     assert conn.execute(f'SELECT task FROM "{s}".jobs').fetchall() == [("keep.me",)]
@@ -165,7 +165,7 @@ def test_four_processes_migrate_at_once(pg_dsn: str, unmigrated_schema: str, con
     assert sum("up to date" in r for r in reports) == 3, reports
     assert current_revision(pg_dsn, unmigrated_schema) == HEAD_REVISION
     assert conn.execute(
-        f'SELECT count(*) FROM "{unmigrated_schema}".alembic_version'
+        f'SELECT count(*) FROM "{unmigrated_schema}".pgqueue_version'
     ).fetchone() == (1,)
 
 
@@ -179,8 +179,13 @@ def test_every_query_prepares_and_plans_against_the_migrated_schema(
     plan (EXPLAIN EXECUTE, never run) also finds ON CONFLICT's arbiter index. A query that
     needs something the migration lacks fails here, named."""
     checked, failures = [], []
+    # Read only in a schema an older pgqueue set up (its alembic_version, which a schema
+    # made by this pgqueue has not): tests below run it on such a schema.
+    legacy_only = {"schema_legacy_revision"}
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         for i, (name, sql) in enumerate(sorted(queries(schema).items())):
+            if name in legacy_only:
+                continue
             stmt = f"pgq_check_{i}"
             res = c.pgconn.prepare(stmt.encode(), positional(sql).encode())
             if res.status != pq.ExecStatus.COMMAND_OK:
@@ -197,7 +202,7 @@ def test_every_query_prepares_and_plans_against_the_migrated_schema(
                 c.execute(f"DEALLOCATE {stmt}")
             checked.append(name)
     assert failures == []
-    assert len(checked) == len(queries(schema)) >= 10
+    assert len(checked) == len(queries(schema)) - len(legacy_only) >= 10
 
 
 def test_jobs_table_columns_and_indexes(conn: Conn, schema: str) -> None:
@@ -231,7 +236,7 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    tables = ("jobs", "workers", "queues", "periodic", "alembic_version")
+    tables = ("jobs", "workers", "queues", "periodic", "pgqueue_version")
     views = ("queue_stats", "running_jobs", "dead_jobs")
     assert {n: relkind(n) for n in tables + views} == {
         **dict.fromkeys(tables, "r"),
@@ -389,7 +394,7 @@ def test_commands_on_an_older_revision(
 ) -> None:
     conn.execute(f'INSERT INTO "{schema}".jobs (task, state, finished_at) VALUES (%s, %s, now())',
                  ("old.done", "succeeded"))  # fmt: skip
-    conn.execute(f'UPDATE "{schema}".alembic_version SET version_num = %s', (revision,))
+    conn.execute(f'UPDATE "{schema}".pgqueue_version SET version_num = %s', (revision,))
     code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, *command)
     _assert_one_line_migrate_error(code, out, err)
     assert revision in err
@@ -509,7 +514,7 @@ def test_api_in_a_callers_transaction_on_an_unmigrated_schema(
     pg_dsn: str, unmigrated_schema: str, schema: str, conn: Conn
 ) -> None:
     """The check must not abort the caller's transaction (no error from a missing table)."""
-    conn.execute(f'UPDATE "{schema}".alembic_version SET version_num = %s', ("0000",))
+    conn.execute(f'UPDATE "{schema}".pgqueue_version SET version_num = %s', ("0000",))
     for target in (unmigrated_schema, schema):
         app = App(pg_dsn, schema=target, strict_tasks=False)
         with psycopg.connect(pg_dsn) as own:
@@ -531,8 +536,8 @@ def test_migrate_sql_prints_ddl_and_writes_nothing(
     assert "CREATE TABLE" in out
     assert f'CREATE TABLE "{unmigrated_schema}".jobs' in out
     # the version table is created at the first revision and moved on by each later one
-    assert re.findall(r"alembic_version \(version_num\) VALUES \('(\d+)'\)", out) == ["0001"]
-    moves = re.findall(r"alembic_version SET version_num='(\d+)'", out)
+    assert re.findall(r"pgqueue_version \(version_num\) VALUES \('(\d+)'\)", out) == ["0001"]
+    moves = re.findall(r"pgqueue_version SET version_num='(\d+)'", out)
     assert moves and moves[-1] == HEAD_REVISION, moves
     assert out.strip().startswith("BEGIN;") and out.strip().endswith("COMMIT;")
     assert not schema_exists(conn, unmigrated_schema)

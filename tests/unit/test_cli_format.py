@@ -1,4 +1,4 @@
-"""The CLI's pure helpers: durations, '…' cuts, 80-column tables, JSON of dates."""
+"""The CLI's pure helpers: '…' cuts, 80-column tables, JSON of dates."""
 
 from __future__ import annotations
 
@@ -6,41 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import click
 import pytest
 
 from pgqueue.cli.common import clip, emit_json, fitted_table, seconds_since
-from pgqueue.cli.prune import parse_duration
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("30s", 30),
-        ("15m", 900),
-        ("12h", 43200),
-        ("7d", 604800),
-        ("2w", 1209600),
-        ("3600", 3600),
-        ("0", 0),
-        ("1.5h", 5400),
-        (" 7D ", 604800),
-        ("10 m", 600),
-    ],
-)
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "7x", "-1d", "d", "7 days", "1e5", "inf", "nan", "7d2h"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(click.ClickException, match=r"30s, 15m, 12h, 7d, 2w\), or plain seconds"):
-        parse_duration(text)
-
-
-def test_parse_duration_too_long() -> None:
-    with pytest.raises(click.ClickException, match="too long"):
-        parse_duration("5300w")
 
 
 def test_clip() -> None:

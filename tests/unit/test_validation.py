@@ -276,7 +276,7 @@ def test_every_query_loads_and_is_filled_in() -> None:
         "job_insert",
         "job_insert_many",
         "job_find_unfinished_by_dedupe_key",
-        "schema_version_table_exists",
+        "schema_inspect",
         "schema_revision",
         "queue_stats_list",
     } <= names
