@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrate as _migrate
 from .admin import Admin
-from .db import connect, resolve_dsn, validate_schema
+from .db import application_name, connect, resolve_dsn, validate_schema
 from .enqueueing import Enqueueing
 from .errors import ConfigurationError, InvalidJobError
 from .jobspec import JobSpec, check_queue, check_task_name, to_params
@@ -159,7 +159,10 @@ class App(Enqueueing):
                     self.dsn,
                     min_size=1,
                     max_size=self.pool_max_size,
-                    kwargs={"autocommit": True},
+                    kwargs={
+                        "autocommit": True,
+                        "application_name": application_name(self.dsn, "producer"),
+                    },
                     open=False,
                     name="pgqueue",
                 )
@@ -220,7 +223,7 @@ class App(Enqueueing):
                 dsn,
                 min_size=1,
                 max_size=self.pool_max_size,
-                kwargs={"autocommit": True},
+                kwargs={"autocommit": True, "application_name": application_name(dsn, "producer")},
                 open=False,
                 name="pgqueue-async",
             )

@@ -210,12 +210,32 @@ def describe_connect_error(dsn: str, exc: BaseException) -> str:
     )
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
-    """One plain connection, with a connect timeout (``with_connect_timeout``). Raises
+def application_name(dsn: str, role: str, worker_id: str | None = None) -> str:
+    """What ``pg_stat_activity.application_name`` shows for a connection pgqueue opens:
+    ``pgqueue <role>`` and the worker's id if it is a worker's (roles: producer, results,
+    claim, worker, heartbeat, listen, admin), after the DSN's own application_name (or
+    ``PGAPPNAME``) if there is one. Cut to the server's 63 bytes."""
+    try:
+        own = conninfo_to_dict(dsn).get("application_name") or os.environ.get("PGAPPNAME")
+    except psycopg.ProgrammingError:
+        own = None
+    name = f"pgqueue {role}" + (f" {worker_id}" if worker_id else "")
+    if own:
+        name = f"{own} ({name})"
+    return name.encode()[:63].decode(errors="ignore")
+
+
+def connect(
+    dsn: str, *, autocommit: bool = True, role: str = "admin"
+) -> psycopg.Connection[tuple[object, ...]]:
+    """One plain connection, with a connect timeout (``with_connect_timeout``) and an
+    application_name (``application_name``; ``role`` says what it is for). Raises
     ``ConfigurationError`` naming the server if it cannot be reached in time."""
     dsn = with_connect_timeout(dsn)
     try:
-        return psycopg.connect(dsn, autocommit=autocommit)
+        return psycopg.connect(
+            dsn, autocommit=autocommit, application_name=application_name(dsn, role)
+        )
     except psycopg.OperationalError as exc:
         raise ConfigurationError(describe_connect_error(dsn, exc)) from exc
 

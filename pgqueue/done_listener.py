@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .db import first_line, with_connect_timeout
+from .db import application_name, first_line, with_connect_timeout
 from .sql import done_channel_for
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class DoneListener:
         conn = psycopg.Connection.connect(
             with_connect_timeout(self.dsn),
             autocommit=True,
+            application_name=application_name(self.dsn, "results"),
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,

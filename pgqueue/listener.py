@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from .db import first_line, with_connect_timeout
+from .db import application_name, first_line, with_connect_timeout
 
 log = logging.getLogger("pgqueue.listener")
 
@@ -33,8 +33,10 @@ class Listener:
         wake: Callable[[], None],
         cancel_channel: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.dsn = dsn
+        self.worker_id = worker_id
         self.channel = channel
         self.cancel_channel = cancel_channel
         self.on_cancel = on_cancel
@@ -54,6 +56,7 @@ class Listener:
                 conn = await psycopg.AsyncConnection.connect(
                     with_connect_timeout(self.dsn),
                     autocommit=True,
+                    application_name=application_name(self.dsn, "listen", self.worker_id),
                     keepalives=1,
                     keepalives_idle=10,
                     keepalives_interval=5,

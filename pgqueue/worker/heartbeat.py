@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ..db import first_line
+from ..db import application_name, first_line
 from ..pools import Pool
 from ..sql import query
 
@@ -88,7 +88,10 @@ class Heartbeat(threading.Thread):
             dsn,
             min_size=1,
             max_size=4,
-            kwargs={"autocommit": True},
+            kwargs={
+                "autocommit": True,
+                "application_name": application_name(dsn, "heartbeat", self.worker_id),
+            },
             open=False,
             name="pgqueue-heartbeat",
             timeout=max(lease / 3, 1.0),

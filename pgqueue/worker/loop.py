@@ -146,7 +146,7 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
-        pool, claim_pool = await open_pools(dsn, cfg)
+        pool, claim_pool = await open_pools(dsn, cfg, self.id)
         self.pool = pool
         self.claim_pool = claim_pool
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")

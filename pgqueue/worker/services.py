@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..db import connect
+from ..db import application_name, connect
 from ..errors import ConfigurationError
 from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
@@ -42,7 +42,7 @@ GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s -c ji
 
 
 async def open_pools(
-    dsn: str, cfg: WorkerConfig
+    dsn: str, cfg: WorkerConfig, worker_id: str
 ) -> tuple[AsyncConnectionPool, AsyncConnectionPool]:
     """The worker's pools, opened: (shared pool for the completer and services, the claim
     loop's own connection). Raises ``ConfigurationError`` naming the cause when they
@@ -51,14 +51,22 @@ async def open_pools(
         dsn,
         min_size=2,
         max_size=4,
-        kwargs={"autocommit": True, "options": GENERIC_PLANS},
+        kwargs={
+            "autocommit": True,
+            "options": GENERIC_PLANS,
+            "application_name": application_name(dsn, "worker", worker_id),
+        },
         open=False,
         name="pgqueue-worker",
         timeout=10,
     )
     # The claim loop's own connection (one claim at a time). With --fast-claims it
     # commits claims asynchronously: see WorkerConfig.fast_claims.
-    claim_kwargs: dict[str, Any] = {"autocommit": True, "options": GENERIC_PLANS}
+    claim_kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "options": GENERIC_PLANS,
+        "application_name": application_name(dsn, "claim", worker_id),
+    }
     if cfg.fast_claims:
         claim_kwargs["options"] += " -c synchronous_commit=off"
     claim_pool = AsyncPool(
@@ -137,6 +145,7 @@ def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[
             worker._wake_up,
             cancel_channel=cancel_channel_for(schema),
             on_cancel=worker._cancel,
+            worker_id=worker.id,
         )
         background.append(asyncio.create_task(worker.listener.run(), name="pgqueue-listener"))
     for task in background:

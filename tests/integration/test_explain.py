@@ -141,7 +141,7 @@ def test_worker_connections_plan_generically_without_jit(pg_dsn: str) -> None:
     from pgqueue.worker.services import open_pools
 
     async def settings() -> list[tuple[object, ...]]:
-        pool, claim_pool = await open_pools(pg_dsn, WorkerConfig())
+        pool, claim_pool = await open_pools(pg_dsn, WorkerConfig(), "explain-test")
         try:
             seen = []
             for p in (pool, claim_pool):
