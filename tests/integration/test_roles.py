@@ -64,7 +64,11 @@ def test_producer_enqueues_every_way(make_role: MakeRole, schema: str, conn: Con
     dsn = make_role("producer")
     app = App(dsn, schema=schema, strict_tasks=False)
     try:
+        # the NOTIFY trigger fires for a producer (a trigger needs no EXECUTE on its function)
+        conn.execute(f'LISTEN "{schema}_jobs"')
         ids = [app.enqueue("t.plain", [1])]
+        heard = [n.payload for n in conn.notifies(timeout=5, stop_after=1)]
+        assert heard == ["default"]
         ids += app.enqueue_many([JobSpec("t.many", [i]) for i in range(3)])  # COPY
         ids += app.enqueue_batch("t.batch", [{"i": i} for i in range(4)])  # COPY, uniform
         ids += app.enqueue_many([JobSpec("t.later", delay=60)])  # jsonb path

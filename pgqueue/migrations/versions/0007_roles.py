@@ -51,7 +51,9 @@ DDL = """
 -- row-locks the holder until the enqueuing transaction ends); a running holder is left
 -- alone (no row comes back and the caller looks it up). With unique_for, a holder that
 -- finished less than that long ago is returned instead (the recent CTE of
--- job_insert_deduped: keep the two alike). A function running as its owner, so that a
+-- job_insert_deduped: keep the two alike, tests/unit/test_validation.py compares them;
+-- an unqualified name is a column, a parameter is qualified). A function running as its
+-- owner, so that a
 -- producer replaces arguments this way only, without UPDATE on jobs.
 CREATE FUNCTION {s}.enqueue_replacing(
     queue text,
@@ -66,12 +68,12 @@ CREATE FUNCTION {s}.enqueue_replacing(
     unique_for float8 DEFAULT NULL
 ) RETURNS SETOF bigint LANGUAGE sql AS $$
     WITH recent AS (
-        SELECT a.id FROM {s}.all_jobs AS a
+        SELECT id FROM {s}.all_jobs
         WHERE enqueue_replacing.unique_for IS NOT NULL
-          AND a.dedupe_key = enqueue_replacing.dedupe_key
-          AND a.state IN ('succeeded', 'failed', 'cancelled')
-          AND a.finished_at > now() - make_interval(secs => enqueue_replacing.unique_for)
-        ORDER BY a.finished_at DESC
+          AND dedupe_key = enqueue_replacing.dedupe_key
+          AND state IN ('succeeded', 'failed', 'cancelled')
+          AND finished_at > now() - make_interval(secs => enqueue_replacing.unique_for)
+        ORDER BY finished_at DESC
         LIMIT 1
     ), upserted AS (
         INSERT INTO {s}.jobs AS j (queue, task, args, kwargs, priority, run_at,
