@@ -206,8 +206,10 @@ def check_kind(kind: str) -> Kind:
 
 def check_role_name(role: str) -> str:
     """``role`` if it can name a role; ``ConfigurationError`` otherwise."""
-    if not role or "\x00" in role or len(role.encode()) > 63:
-        raise ConfigurationError(f"invalid role name {role!r}: 1 to 63 bytes, no NUL")
+    if not role or len(role.encode()) > 63 or any(ord(c) < 32 or ord(c) == 127 for c in role):
+        raise ConfigurationError(
+            f"invalid role name {role!r}: 1 to 63 bytes, no control characters"
+        )
     return role
 
 
@@ -272,7 +274,8 @@ def statements(schema: str, kind: str, role: str) -> list[psql.Composed]:
 
 def script(schema: str, kind: str, role: str) -> str:
     """``statements`` as text for a DBA, one per line, with a header comment."""
-    lines = [f"-- pgqueue grant {kind} {role} (schema {schema}): {KINDS[kind].summary}"]
+    who = psql.Identifier(check_role_name(role)).as_string()
+    lines = [f"-- pgqueue grant {kind} {who} (schema {schema}): {check_kind(kind).summary}"]
     lines += [s.as_string() + ";" for s in statements(schema, kind, role)]
     return "\n".join(lines) + "\n"
 

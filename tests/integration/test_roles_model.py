@@ -121,7 +121,7 @@ def test_grant_sql_prints_the_statements_without_connecting(schema: str) -> None
     )  # fmt: skip
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0].startswith("-- pgqueue grant producer web app")
+    assert lines[0].startswith('-- pgqueue grant producer "web app" (schema')
     assert lines[1] == f'GRANT USAGE ON SCHEMA "{schema}" TO "web app";'
     assert f'GRANT EXECUTE ON FUNCTION "{schema}"."enqueue" TO "web app";' in lines
     assert any(line.startswith('GRANT INSERT ("id", "queue", ') for line in lines)
@@ -135,6 +135,7 @@ def test_grant_sql_prints_the_statements_without_connecting(schema: str) -> None
         (("boss", "someone", "--sql"), "unknown kind 'boss'"),
         (("reader", "no_such_role_pgq"), "role 'no_such_role_pgq' does not exist"),
         (("reader", ""), "invalid role name ''"),
+        (("reader", "a\nGRANT ALL", "--sql"), "invalid role name 'a\\nGRANT ALL'"),
     ],
 )
 def test_grant_refuses_in_one_line(
