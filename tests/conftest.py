@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -92,3 +92,36 @@ def conn(pg_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A plain autocommit connection for looking at rows."""
     with psycopg.connect(pg_dsn, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def make_role(pg_dsn: str, schema: str) -> Iterator[Callable[..., str]]:
+    """``make_role(*kinds)``: a new LOGIN role (unique name) granted those kinds
+    (``pgqueue grant``) on the test's schema; returns a DSN that connects as it. Trust
+    auth lets any role in (the test server at 127.0.0.1, the embedded one on its socket).
+    Every role made is dropped after the test, its sessions ended first."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from pgqueue import roles
+
+    made: list[str] = []
+
+    def make(*kinds: str) -> str:
+        name = "pgq_role_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(pg_dsn, autocommit=True) as c:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+            made.append(name)
+            for kind in kinds:
+                roles.grant(c, schema, kind, name)
+        return make_conninfo(pg_dsn, user=name)
+
+    yield make
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        for name in made:
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

@@ -22,6 +22,11 @@ class Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except psycopg.OperationalError as exc:
             raise click.ClickException(f"database unavailable: {first_line(exc)}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise click.ClickException(
+                f"database error: {first_line(exc)} (the role lacks this right: a DBA can give "
+                "it with `pgqueue grant KIND ROLE`, see the README's Database roles)"
+            ) from None
         except psycopg.Error as exc:
             raise click.ClickException(f"database error: {first_line(exc)}") from None
 
@@ -72,6 +77,7 @@ def _register() -> None:
         bench,
         demo,
         enqueue,
+        grant,
         jobs,
         migrate,
         periodic,
@@ -90,6 +96,7 @@ def _register() -> None:
     cli.add_command(workers.workers)
     cli.add_command(periodic.periodic)
     cli.add_command(prune.prune)
+    cli.add_command(grant.grant)
     cli.add_command(work.work)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)

@@ -6,14 +6,18 @@ from every claim and completion, ``succeeded_jobs`` from the pruner; without a v
 neither reuses the space, and the history table grows by what is pruned. Some servers
 run with autovacuum off, or it falls behind; then this service, every ``interval`` in
 one worker at a time (a session advisory lock), runs ``VACUUM (ANALYZE)`` on each table
-whose dead rows pass ``min_dead`` and ``dead_fraction`` of its live ones. It needs the
-tables' owner or the MAINTAIN privilege; without it the pass logs a warning once and
-stops trying.
+whose dead rows pass ``min_dead`` and ``dead_fraction`` of its live ones.
+
+VACUUM needs the tables' owner (PostgreSQL 17+: the MAINTAIN privilege). A worker that
+runs as a least-privilege role (``pgqueue grant worker``) has neither, and a VACUUM
+without the right only warns and skips the table: so the first pass asks, and without
+the right the vacuumer says so once (INFO; WARNING if autovacuum is off) and stops.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -50,6 +54,27 @@ class Vacuumer(Service):
             "key": f"{schema}.vacuum",
         }
         self.vacuums = 0
+        self.allowed: bool | None = None  # may this role VACUUM the tables (first pass)
+
+    async def _may_vacuum(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        cur = await conn.execute(query(self.schema, "jobs_vacuum_allowed"))
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            return True
+        autovacuum = bool(row and row[1])
+        log.log(
+            logging.INFO if autovacuum else logging.WARNING,
+            "vacuumer off: role %s may not VACUUM %s.jobs and %s.succeeded_jobs (only their "
+            "owner may, or on PostgreSQL 17+ a role granted MAINTAIN); %s",
+            conn.info.user,
+            self.schema,
+            self.schema,
+            "autovacuum keeps them"
+            if autovacuum
+            else "autovacuum is off too, so their dead rows pile up: turn it on, or run a "
+            "worker as the owner",
+        )
+        return False
 
     def report_failure(self, exc: psycopg.Error) -> None:
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
@@ -65,6 +90,11 @@ class Vacuumer(Service):
     async def run_once(self) -> bool:
         """One pass; True if it vacuumed a table."""
         async with self.pool.connection() as conn:
+            if self.allowed is None:
+                self.allowed = await self._may_vacuum(conn)
+            if not self.allowed:
+                self.stopped = True
+                return False
             cur = await conn.execute(query(self.schema, "jobs_vacuum_due"), self.params)
             due = [r for r in await cur.fetchall() if r[1]]
             if not due:

@@ -59,6 +59,36 @@ ALTER TABLE {schema}.alembic_version RENAME TO pgqueue_version;
 -- ... and its primary key (renaming the index renames the constraint with it).
 ALTER INDEX IF EXISTS {schema}.alembic_version_pkc RENAME TO pgqueue_version_pkc;
 
+-- name: role_exists
+-- pgqueue grant (pgqueue/roles.py): the role must exist before it is granted anything.
+SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %(role)s) AS present;
+
+-- name: schema_objects
+-- Every table, view, sequence and function of the schema, for roles.audit (the role
+-- model must name each): name, type, for a function whether it runs as its owner and
+-- its settings (search_path), whether PUBLIC holds any privilege on it (the default ACL
+-- when it has none of its own: functions give PUBLIC EXECUTE), and a relation's columns.
+SELECT c.relname::text AS name,
+       CASE WHEN c.relkind IN ('r', 'p') THEN 'table' WHEN c.relkind IN ('v', 'm') THEN 'view'
+            WHEN c.relkind = 'S' THEN 'sequence' ELSE 'other:' || c.relkind::text END AS kind,
+       NULL::boolean AS definer, NULL::text[] AS settings,
+       EXISTS (SELECT 1 FROM aclexplode(coalesce(c.relacl, acldefault(
+                   CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))) AS a
+               WHERE a.grantee = 0) AS public,
+       ARRAY(SELECT a.attname::text FROM pg_attribute AS a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS columns
+FROM pg_class AS c
+WHERE c.relnamespace = to_regnamespace('{schema}') AND c.relkind NOT IN ('i', 'I', 'c', 't')
+UNION ALL
+SELECT p.proname::text, 'function', p.prosecdef, p.proconfig,
+       EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+               WHERE a.grantee = 0),
+       NULL
+FROM pg_proc AS p
+WHERE p.pronamespace = to_regnamespace('{schema}')
+ORDER BY 1, 2;
+
 -- name: job_insert
 -- The common case, no dedupe key: a plain INSERT (ON CONFLICT's speculative insertion
 -- costs more per row, so it is used only when a key is given).
@@ -75,8 +105,8 @@ RETURNING id;
 -- connections enqueuing one key at once exactly one inserts (the others wait for its
 -- commit, then conflict) and the caller looks the holder up. With unique_for, a job with
 -- the key that finished less than that long ago (found through jobs_dedupe_finished_idx
--- and succeeded_jobs_dedupe_idx) counts too and is returned instead. job_insert_replacing
--- has the same recent CTE: keep the two alike.
+-- and succeeded_jobs_dedupe_idx) counts too and is returned instead. enqueue_replacing
+-- (migration 0007, job_insert_replacing) has the same recent CTE: keep the two alike.
 WITH recent AS (
     SELECT id FROM {schema}.all_jobs
     WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
@@ -99,32 +129,18 @@ WITH recent AS (
 SELECT id FROM inserted UNION ALL SELECT id FROM recent;
 
 -- name: job_insert_replacing
--- Unique jobs with replace: a queued or waiting holder of the key takes the new
--- arguments (ON CONFLICT DO UPDATE; it row-locks the holder until the enqueuing
--- transaction ends, which is why plain dedupe uses DO NOTHING). A running holder is left
--- alone: no row comes back and the caller looks it up. unique_for as in
--- job_insert_deduped (the same recent CTE: keep the two alike).
-WITH recent AS (
-    SELECT id FROM {schema}.all_jobs
-    WHERE %(unique_for)s::float8 IS NOT NULL AND dedupe_key = %(dedupe_key)s
-      AND state IN ('succeeded', 'failed', 'cancelled')
-      AND finished_at > now() - make_interval(secs => %(unique_for)s::float8)
-    ORDER BY finished_at DESC
-    LIMIT 1
-), upserted AS (
-    INSERT INTO {schema}.jobs AS j (queue, task, args, kwargs, priority, run_at,
-                                    max_attempts, dedupe_key, group_key)
-    SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
-           COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-           %(max_attempts)s, %(dedupe_key)s, %(group_key)s
-    WHERE NOT EXISTS (SELECT 1 FROM recent)
-    ON CONFLICT (dedupe_key)
-        WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
-    DO UPDATE SET args = EXCLUDED.args, kwargs = EXCLUDED.kwargs
-        WHERE j.state IN ('queued', 'waiting')
-    RETURNING j.id
-)
-SELECT id FROM upserted UNION ALL SELECT id FROM recent;
+-- Unique jobs with replace: the function enqueue_replacing (migration 0007) does it, an
+-- INSERT ... ON CONFLICT DO UPDATE like job_insert_deduped's: a queued or waiting holder
+-- of the key takes the new arguments, a running one is left alone (no row comes back and
+-- the caller looks it up), unique_for as in job_insert_deduped. A function that runs as
+-- its owner, so that a producer role replaces arguments without UPDATE on jobs (see
+-- pgqueue/roles.py).
+SELECT r.id FROM {schema}.enqueue_replacing(
+    %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb,
+    %(priority)s::smallint,
+    COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
+    %(max_attempts)s::integer, %(dedupe_key)s::text, %(group_key)s::text,
+    %(unique_for)s::float8) AS r(id);
 
 -- name: job_find_unfinished_by_dedupe_key
 -- (a waiting job holds its dedupe key too: see jobs_dedupe_key_idx in 0003)
@@ -748,6 +764,22 @@ SELECT s.relname::text AS relname,
 FROM pg_stat_user_tables AS s
 WHERE s.relid IN ('{schema}.jobs'::regclass, '{schema}.succeeded_jobs'::regclass)
 ORDER BY s.relname;
+
+-- name: jobs_vacuum_allowed
+-- Whether this role may VACUUM both job tables, and whether autovacuum is on. A VACUUM
+-- without the right does not fail: it warns and skips the table, so the vacuumer asks
+-- first. Up to PostgreSQL 16 the right is the table's owner's (or a member's of the owner
+-- role, a superuser's, the database owner's); from 17 it is MAINTAIN, which the owner
+-- holds and can grant. (CASE keeps PostgreSQL 16 and older from parsing 'MAINTAIN'.)
+SELECT bool_and(CASE WHEN current_setting('server_version_num')::integer >= 170000
+                     THEN has_table_privilege(c.oid, 'MAINTAIN')
+                     ELSE pg_has_role(c.relowner, 'USAGE')
+                          OR pg_has_role((SELECT d.datdba FROM pg_database AS d
+                                          WHERE d.datname = current_database()), 'USAGE')
+                END) AS allowed,
+       current_setting('autovacuum') = 'on' AS autovacuum
+FROM pg_class AS c
+WHERE c.oid IN ('{schema}.jobs'::regclass, '{schema}.succeeded_jobs'::regclass);
 
 -- name: jobs_vacuum_lock
 -- Session-level: VACUUM cannot run inside a transaction, so no xact lock here.

@@ -292,15 +292,22 @@ def test_every_query_loads_and_is_filled_in() -> None:
 
 
 def test_both_unique_inserts_find_a_recent_holder_the_same_way() -> None:
-    """job_insert_deduped and job_insert_replacing each carry the unique_for lookup; they
-    drifted once (replace still read jobs after succeeded jobs moved to succeeded_jobs)."""
-
-    def recent(name: str) -> str:
-        sql = query("s", name)
-        return sql[sql.index("WITH recent AS (") : sql.index("\n), ")]
-
-    assert recent("job_insert_deduped") == recent("job_insert_replacing")
-    assert '"s".all_jobs' in recent("job_insert_deduped")
+    """job_insert_deduped and enqueue_replacing (migration 0007, what job_insert_replacing
+    calls) each carry the unique_for lookup; they drifted once (replace still read jobs
+    after succeeded jobs moved to succeeded_jobs). The function names its parameters
+    where the query has placeholders; otherwise the two read the same."""
+    sql = query("s", "job_insert_deduped")
+    deduped = sql[sql.index("WITH recent AS (") : sql.index("\n), ")]
+    ddl = (PACKAGE / "migrations/versions/0007_roles.py").read_text()
+    replacing = ddl[ddl.index("WITH recent AS (") : ddl.index("\n    ), upserted")]
+    as_function = (
+        deduped.replace('"s".', "{s}.")
+        .replace("%(unique_for)s::float8", "enqueue_replacing.unique_for")
+        .replace("%(dedupe_key)s", "enqueue_replacing.dedupe_key")
+    )
+    assert " ".join(as_function.split()) == " ".join(replacing.split())
+    assert '"s".all_jobs' in deduped
+    assert "enqueue_replacing(" in query("s", "job_insert_replacing")
 
 
 def test_channel_is_filled_in() -> None:
