@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .durations import parse_duration
 from .errors import ConfigurationError
 
 UTC = UTC
@@ -319,11 +320,12 @@ class Cron:
 class Every:
     """Ticks at whole multiples of ``seconds`` since the Unix epoch (UTC).
 
-    ``seconds``: a number >= 1 or a ``timedelta`` (kept to the microsecond), at most 3650
-    days. Raises ``ConfigurationError`` otherwise.
+    ``seconds``: a number >= 1, a ``timedelta`` (kept to the microsecond) or a duration
+    as the CLI takes it (``"5m"``, ``"1h30m"``: ``pgqueue.durations``), at most 3650 days.
+    Raises ``ConfigurationError`` otherwise.
     """
 
-    seconds: float | timedelta = field(compare=False)
+    seconds: float | timedelta | str = field(compare=False)
     micros: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -332,9 +334,14 @@ class Every:
             micros = value // _US
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             micros = round(value * 1_000_000) if math.isfinite(value) else -1
+        elif isinstance(value, str):
+            try:
+                micros = round(parse_duration(value, "every") * 1_000_000)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         else:
             raise ConfigurationError(
-                f"every must be a number of seconds or a timedelta, got {value!r}"
+                f"every must be seconds, a timedelta or a duration ('5m'), got {value!r}"
             )
         if not 1_000_000 <= micros <= MAX_EVERY // _US:
             raise ConfigurationError(
@@ -362,13 +369,13 @@ class Every:
 
 
 def make_schedule(
-    cron: str | None = None, every: float | timedelta | None = None, tz: str | None = None
+    cron: str | None = None, every: float | timedelta | str | None = None, tz: str | None = None
 ) -> Cron | Every:
     """The schedule for ``cron=`` (with optional ``tz``) or ``every=``; exactly one of the
     two. Raises ``ConfigurationError`` with what to fix."""
     if (cron is None) == (every is None):
         raise ConfigurationError(
-            "give exactly one of cron= (e.g. '*/5 * * * *') or every= (seconds or a timedelta)"
+            "give exactly one of cron= (e.g. '*/5 * * * *') or every= (e.g. 60, '5m')"
         )
     if every is not None:
         if tz is not None:

@@ -104,7 +104,7 @@ def declare(
     app: App,
     *,
     cron: str | None = None,
-    every: float | timedelta | None = None,
+    every: float | timedelta | str | None = None,
     tz: str | None = None,
     name: str | None = None,
     catch_up: str = "latest",
@@ -115,12 +115,12 @@ def declare(
 ) -> Callable[[Callable[..., Any]], Task]:
     """The decorator behind ``App.periodic``.
 
-    ``cron`` (5 fields or an alias, read in ``tz``, default UTC) or ``every`` (seconds >= 1
-    or a timedelta, ticks aligned to the epoch): exactly one. ``name``: the schedule's
-    name, unique per app; on a plain function also the task's name (default
-    ``module.function``). ``catch_up`` ``"latest"``/``"none"`` and ``grace`` (seconds):
-    see the module docstring. ``args``/``kwargs``: the arguments of every job. Other
-    options go to ``app.task`` (``queue``, ``priority``, ``max_attempts``, ``timeout``,
+    ``cron`` (5 fields or an alias, read in ``tz``, default UTC) or ``every`` (seconds >= 1,
+    a timedelta or a duration such as ``"5m"``, ticks aligned to the epoch): exactly one.
+    ``name``: the schedule's name, unique per app; on a plain function also the task's
+    name (default ``module.function``). ``catch_up`` ``"latest"``/``"none"`` and ``grace``
+    (seconds): see the module docstring. ``args``/``kwargs``: the arguments of every job.
+    Other options go to ``app.task`` (``queue``, ``priority``, ``max_attempts``, ``timeout``,
     ``retry``, ``no_retry_for``, ``pass_context``). Decorating a ``Task`` (stacked on
     ``@app.task`` or another ``@app.periodic``) adds a schedule to it; then only
     ``queue``/``priority``/``max_attempts`` may be given, for this schedule's jobs.

@@ -4,6 +4,7 @@ month, year and daylight-saving boundaries, the day-of-month/day-of-week rule, F
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -313,10 +314,25 @@ def test_every_is_aligned_to_the_epoch() -> None:
 
 
 @pytest.mark.parametrize(
-    "every", [0, 0.5, -1, float("nan"), float("inf"), True, "5", None, timedelta(0), 1e12]
+    "every", [0, 0.5, -1, float("nan"), float("inf"), True, None, timedelta(0), 1e12, "0.5s"]
 )
 def test_bad_every(every: Any) -> None:
     with pytest.raises(ConfigurationError, match="every must be"):
+        Every(every)
+
+
+def test_every_takes_the_clis_durations() -> None:
+    """The same parser as every CLI duration option (pgqueue.durations)."""
+    assert Every("5m") == Every(300) == Every("300")
+    assert Every("1h30m") == Every(timedelta(hours=1, minutes=30))
+    assert Every("1.5s") == Every(1.5)
+    assert make_schedule(every="7d") == Every(timedelta(days=7))
+
+
+@pytest.mark.parametrize("every", ["5 min", "", "-5m", "m5", "1e3"])
+def test_every_refuses_a_bad_duration_with_the_clis_message(every: str) -> None:
+    message = f"invalid duration {every!r} for every: use seconds (90, 0.5) or a number"
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         Every(every)
 
 
