@@ -193,7 +193,11 @@ FROM generate_series(1, %(n)s);
 COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group_key) FROM STDIN;
 
 -- name: job_get
-SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
+-- run_at clamped to what Python can load: a row put in by hand (or from before 0005,
+-- jobs_run_at_check) may hold infinity, and psycopg refuses to load it.
+SELECT id, queue, task, args, kwargs, state, priority,
+       LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, attempt,
+       max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.all_jobs WHERE id = %(id)s;
@@ -725,8 +729,10 @@ FROM {schema}.queue_stats
 ORDER BY queue;
 
 -- name: job_list
--- Newest first; each filter is optional (NULL matches everything).
-SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, created_at,
+-- Newest first; each filter is optional (NULL matches everything). run_at clamped as
+-- in job_get.
+SELECT id, queue, task, state, priority, attempt, max_attempts,
+       LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
        finished_at, errors -> -1 ->> 'message' AS last_error
 FROM {schema}.all_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
