@@ -11,19 +11,23 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import InvalidJobError
 from .limits import (
-    check_queue,
-    check_task_name,
     DEFAULT_LIMITS,
     MAX_SCHEDULE_SECONDS,
     Limits,
     check_payload,
     check_text,
     too_deep,
+)
+from .limits import (
+    check_queue as check_queue,
+)
+from .limits import (
+    check_task_name as check_task_name,
 )
 
 PRIORITY_RANGE = (-32768, 32767)
@@ -200,7 +204,8 @@ def to_params(
     """Validated query parameters for one job (see ``job_insert`` in queries.sql).
 
     ``queue``/``priority``/``max_attempts`` are the defaults for options the spec leaves
-    as None (the task's); ``limits`` the App's payload limits. Raises ``InvalidJobError``; ``spec`` is never changed.
+    as None (the task's); ``limits`` the App's payload limits. Raises
+    ``InvalidJobError``; ``spec`` is never changed.
     """
     task = check_task_name(spec.task)
     queue = check_queue(spec.queue if spec.queue is not None else queue)
@@ -221,7 +226,7 @@ def to_params(
         raise InvalidJobError(
             "run_at must be a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
         )
-    if spec.run_at is not None and spec.run_at - datetime.now(timezone.utc) > _MAX_AHEAD:
+    if spec.run_at is not None and spec.run_at - datetime.now(UTC) > _MAX_AHEAD:
         raise InvalidJobError(
             f"run_at {spec.run_at.isoformat()} is more than 100 years ahead; a job is "
             "scheduled at most 100 years from now (a past run_at means due now)"

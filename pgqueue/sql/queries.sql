@@ -395,7 +395,11 @@ SELECT * FROM claimed;
 -- Asked only by an idle worker: seconds until the earliest queued job of its queues is
 -- due (NULL if none), measured on the server's clock so worker clocks do not matter.
 -- Paused queues do not count (their due jobs would make the worker think it is late).
-SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS seconds FROM {schema}.jobs
+-- A run_at put in by hand as infinity (jobs_run_at_check forbids it) must not make
+-- the subtraction fail: -infinity is due now, infinity never.
+SELECT CASE WHEN isfinite(min(run_at)) THEN EXTRACT(EPOCH FROM min(run_at) - now())::float8
+            WHEN min(run_at) = '-infinity' THEN 0 END AS seconds
+FROM {schema}.jobs
 WHERE state = 'queued'
   AND queue = ANY(ARRAY(
       SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)

@@ -111,7 +111,7 @@ def test_readers_survive_an_infinite_run_at(pg_dsn: str, conn: Conn, schema: str
     bad = _bad_row(conn, schema)
     base = ("--dsn", pg_dsn, "--schema", schema)
     for args in (("status",), ("jobs", "list"), ("jobs", "show", str(bad))):
-        code, out, err = run_cli(*base, *args)
+        code, _, err = run_cli(*base, *args)
         assert (code, err) == (0, ""), args
     app = App(pg_dsn, schema=schema)
     try:
@@ -138,7 +138,7 @@ def test_upgrade_fails_unfinished_rows_that_break_a_limit(
                    ('t', now(), 'queued', NULL, NULL, '[1]')""",
         (json.dumps(nested(MAX_DEPTH_CEILING + 5)),),
     )
-    code, out, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
+    code, _, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
     assert (code, err) == (0, ""), err
     rows = conn.execute(
         f"""SELECT state, errors -> -1 ->> 'kind' FROM "{s}".jobs ORDER BY id"""
@@ -162,5 +162,35 @@ def test_upgrade_fails_unfinished_rows_that_break_a_limit(
     assert valid["jobs_dedupe_key_check"] is False
     assert valid["jobs_run_at_check"] is True
     assert valid["jobs_payload_size_check"] is True
-    code, out, err = run_cli("--dsn", pg_dsn, "--schema", s, "status")
+    code, _, err = run_cli("--dsn", pg_dsn, "--schema", s, "status")
     assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--args", "[" * 10_000 + "]" * 10_000], "--args"),
+        (["--args", json.dumps(nested(DEFAULT_MAX_DEPTH + 1))], "nested deeper"),
+        (["--kwargs", '{"a\\u0000": 1}'], "NUL"),
+        (["--args", '["\\ud800"]'], "lone surrogate"),
+        (["--args", json.dumps(["x" * DEFAULT_MAX_PAYLOAD_BYTES])], "bytes of JSON"),
+        (["--queue", "q\n"], "invalid queue name"),
+        (["--dedupe-key", "k\x00"], "NUL"),
+        (["--group-key", "g\x00"], "NUL"),
+        (["--delay", "1e300"], "100 years"),
+        (["--delay", "inf"], "delay"),
+    ],
+)
+def test_cli_refuses_in_one_line(
+    pg_dsn: str, schema: str, conn: Conn, options: list[str], says: str
+) -> None:
+    code, out, err = run_cli("--dsn", pg_dsn, "--schema", schema, "enqueue", "t", *options)
+    assert (code, out) == (1, ""), err
+    assert len(err.strip().splitlines()) == 1 and says in err and "Traceback" not in err
+    assert count(conn, schema) == 0
+
+
+def test_cli_refuses_a_task_name_ending_in_a_newline(pg_dsn: str, schema: str, conn: Conn) -> None:
+    code, _, err = run_cli("--dsn", pg_dsn, "--schema", schema, "enqueue", "t\n")
+    assert code == 1 and "invalid task name" in err
+    assert count(conn, schema) == 0
