@@ -17,6 +17,7 @@ from .db import application_name, connect, resolve_dsn, validate_schema
 from .enqueueing import Enqueueing
 from .errors import ConfigurationError, InvalidJobError
 from .jobspec import JobSpec, check_queue, check_task_name, to_params
+from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, Limits
 from .periodic import Periodic, declare
 from .pools import AsyncPool, Pool
 from .results import DoneListener, Job, check_job_id
@@ -32,8 +33,10 @@ class App(Enqueueing):
     ``dsn``: libpq string or URI; default ``PGQUEUE_DSN``, ``DATABASE_URL``, then the
     embedded server (see ``pgqueue.db``). ``schema``: default ``PGQUEUE_SCHEMA`` or
     ``pgqueue``. ``strict_tasks``: enqueue by name only for registered tasks (set False
-    in a producer that does not import the task code). Nothing connects until first use;
-    a bad schema name raises ``ConfigurationError`` here, a bad DSN on first use.
+    in a producer that does not import the task code). ``max_payload_bytes`` (default
+    256 KiB, at most 1 MiB) and ``max_depth`` (default 64, at most 200): the limits on
+    a job's arguments (``pgqueue.limits``). Nothing connects until first use; a bad
+    schema name or limit raises ``ConfigurationError`` here, a bad DSN on first use.
     """
 
     def __init__(
@@ -43,8 +46,11 @@ class App(Enqueueing):
         schema: str | None = None,
         strict_tasks: bool = True,
         pool_max_size: int = 10,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self.schema = validate_schema(schema)
+        self.limits = Limits(max_payload_bytes=max_payload_bytes, max_depth=max_depth)
         self._dsn_arg = dsn
         self._dsn: str | None = None
         self.strict_tasks = strict_tasks

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import producer
 from .errors import InvalidJobError, UnknownTaskError
 from .jobspec import JobSpec, encode_items, to_params
+from .limits import Limits
 from .results import Job, jobs_of
 from .tasks import Task
 
@@ -44,6 +45,7 @@ class Enqueueing:
     schema: str
     tasks: dict[str, Task]
     strict_tasks: bool
+    limits: Limits
 
     if TYPE_CHECKING:
 
@@ -64,8 +66,8 @@ class Enqueueing:
                 "@app.task, or use App(strict_tasks=False) to enqueue tasks defined elsewhere"
             )
         if task is not None:  # the task's defaults, without changing the caller's spec
-            return to_params(spec, task.queue, task.priority, task.max_attempts)
-        return to_params(spec)
+            return to_params(spec, task.queue, task.priority, task.max_attempts, self.limits)
+        return to_params(spec, limits=self.limits)
 
     def _spec(
         self,
@@ -81,7 +83,11 @@ class Enqueueing:
                 f"unknown enqueue option(s): {', '.join(sorted(unknown))} "
                 f"(the options are: {', '.join(sorted(OPTIONS))}, connection)"
             )
-        return JobSpec(name, tuple(args or ()), dict(kwargs or {}), **options)
+        # Passed on as given: to_params refuses what is not a list/tuple and a mapping
+        # (tuple("abc") would silently make three arguments).
+        return JobSpec(
+            name, () if args is None else args, {} if kwargs is None else kwargs, **options
+        )
 
     # -- sync --------------------------------------------------------------------------
     def enqueue(
@@ -181,7 +187,7 @@ class Enqueueing:
                 group_key=group_key,
             )
         )
-        encoded = encode_items(first["task"], items)
+        encoded = encode_items(first["task"], items, self.limits)
         if not encoded:
             return []
         with self._connection(connection) as conn:

@@ -162,7 +162,9 @@ def declare(
         job_options = {k: v for k, v in options.items() if k in _JOB_OPTIONS}
         try:
             check_task_name(schedule_name)
-            job = app._params(JobSpec(task.name, tuple(args), dict(kwargs or {}), **job_options))
+            job = app._params(
+                JobSpec(task.name, args, {} if kwargs is None else kwargs, **job_options)
+            )
         except InvalidJobError as exc:
             raise ConfigurationError(f"periodic {schedule_name!r}: {exc}") from None
         entry = Periodic(schedule_name, task, schedule, catch_up, float(grace), job)

@@ -21,6 +21,10 @@ def _parse(value: str | None, kind: type, option: str) -> Any:
         raise InvalidJobError(
             f"{option} is not valid JSON ({exc.msg} at column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise InvalidJobError(
+            f"{option} nests too deep to decode (see the max_depth limit in the README)"
+        ) from None
     if not isinstance(parsed, kind):
         want = "array, e.g. '[1, 2]'" if kind is list else 'object, e.g. \'{"to": "a@b.c"}\''
         raise InvalidJobError(f"{option} must be a JSON {want}")

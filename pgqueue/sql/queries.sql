@@ -254,7 +254,11 @@ FROM generate_series(1, %(n)s);
 COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group_key) FROM STDIN;
 
 -- name: job_get
-SELECT id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
+-- run_at clamped to what Python can load: a row put in by hand (or from before 0005,
+-- jobs_run_at_check) may hold infinity, and psycopg refuses to load it.
+SELECT id, queue, task, args, kwargs, state, priority,
+       LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, attempt,
+       max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.all_jobs WHERE id = %(id)s;
@@ -452,7 +456,11 @@ SELECT * FROM claimed;
 -- Asked only by an idle worker: seconds until the earliest queued job of its queues is
 -- due (NULL if none), measured on the server's clock so worker clocks do not matter.
 -- Paused queues do not count (their due jobs would make the worker think it is late).
-SELECT EXTRACT(EPOCH FROM min(run_at) - now())::float8 AS seconds FROM {schema}.jobs
+-- A run_at put in by hand as infinity (jobs_run_at_check forbids it) must not make
+-- the subtraction fail: -infinity is due now, infinity never.
+SELECT CASE WHEN isfinite(min(run_at)) THEN EXTRACT(EPOCH FROM min(run_at) - now())::float8
+            WHEN min(run_at) = '-infinity' THEN 0 END AS seconds
+FROM {schema}.jobs
 WHERE state = 'queued'
   AND queue = ANY(ARRAY(
       SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
@@ -802,8 +810,10 @@ FROM {schema}.queue_stats
 ORDER BY queue;
 
 -- name: job_list
--- Newest first; each filter is optional (NULL matches everything).
-SELECT id, queue, task, state, priority, attempt, max_attempts, run_at, created_at,
+-- Newest first; each filter is optional (NULL matches everything). run_at clamped as
+-- in job_get.
+SELECT id, queue, task, state, priority, attempt, max_attempts,
+       LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
        finished_at, errors -> -1 ->> 'message' AS last_error
 FROM {schema}.all_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
