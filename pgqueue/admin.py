@@ -41,6 +41,14 @@ class Admin:
         oldest due job's age, jobs finished in the last minute, and whether it is paused."""
         return self._rows("queue_stats_list")
 
+    def unknown_tasks(self) -> list[dict[str, Any]]:
+        """Tasks no live worker runs, per queue: jobs handed back by workers that do not
+        know the task and that no live worker of the queue knows now (``since`` the first
+        hand-back, ``unknown_seconds``, ``queued`` jobs), and jobs of it that failed with
+        kind ``unknown_task`` (``failed``, still in the dead letter). Empty when all is
+        well."""
+        return self._rows("unknown_task_list")
+
     def job(self, job_id: int) -> dict[str, Any]:
         """Everything about one job: arguments, state, every attempt's error, result."""
         rows = self._rows("job_get", {"id": _job_id(job_id)})

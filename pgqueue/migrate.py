@@ -15,7 +15,7 @@ from .db import connect, first_line
 from .errors import ConfigurationError, SchemaNotMigrated
 
 #: The revision this pgqueue's code expects. tests/ check it is alembic's head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0006"
 
 
 def _config(schema: str, **attributes: Any) -> Any:

@@ -12,6 +12,7 @@ import click
 from .. import logs
 from ..errors import ConfigurationError
 from .common import Settings
+from .prune import parse_duration
 
 
 @click.command()
@@ -89,6 +90,15 @@ from .common import Settings
     help="Delete failed (dead-letter) jobs this long after they failed (30 days).",
 )
 @click.option(
+    "--unknown-task-timeout",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="A worker that does not know a job's task hands it back without using an attempt "
+    "(rolling deploys); once no live worker of its queue has known the task this long "
+    "(30s, 15m, 1h, 2d), its jobs fail with kind unknown_task.",
+)
+@click.option(
     "--fast-claims",
     is_flag=True,
     help="Commit claims without waiting for the disk flush (faster wake-up). After a "
@@ -122,6 +132,7 @@ def work(
     prefetch: int,
     keep_succeeded: float,
     keep_failed: float,
+    unknown_task_timeout: str,
     fast_claims: bool,
     no_listen: bool,
     log_level: str,
@@ -159,6 +170,7 @@ def work(
         prefetch=prefetch,
         fast_claims=fast_claims,
         retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
+        unknown_task_timeout=parse_duration(unknown_task_timeout, "--unknown-task-timeout"),
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")

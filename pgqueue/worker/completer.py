@@ -31,6 +31,11 @@ from .runner import Outcome
 log = logging.getLogger("pgqueue.worker")
 
 MAX_BATCH = 1000
+# A job of a task this worker does not know comes back after 0.5 s, then 1, 2, 4 ...
+# (doubling with each claim that used no attempt), at most 30 s: a worker that knows it
+# gets it soon, and workers that do not know it do not spin on it.
+UNKNOWN_TASK_DELAY = 0.5
+UNKNOWN_TASK_DELAY_CAP = 30.0
 
 
 class Completer:
@@ -146,8 +151,14 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         ok = [o for o in batch if o.ok]
-        bad = [o for o in batch if not o.ok and not o.cancelled]
-        cancelled = [o for o in batch if o.cancelled]
+        if len(ok) == len(batch):  # the common case: only successes
+            bad: list[Outcome] = []
+            cancelled: list[Outcome] = []
+            released: list[Outcome] = []
+        else:
+            bad = [o for o in batch if not (o.ok or o.cancelled or o.release)]
+            cancelled = [o for o in batch if o.cancelled]
+            released = [o for o in batch if o.release]
         finished: list[int] = []
         async with self.pool.connection() as conn:
             if ok:
@@ -185,6 +196,8 @@ class Completer:
                 if row:
                     finished.append(o.job.id)
                 self._finish_log(o, "cancelled" if row else None)
+            if released:
+                await self._release(conn, released)
             for o in bad:
                 row = await (
                     await conn.execute(
@@ -210,6 +223,37 @@ class Completer:
                 self._finish_log(o, state)
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
+
+    async def _release(self, conn: Any, released: list[Outcome]) -> None:
+        """Hand back jobs of tasks this worker's app does not know (a rolling deploy),
+        fenced, without using an attempt (see ``job_release_unknown_fenced``)."""
+        cur = await conn.execute(
+            query(self.schema, "job_release_unknown_fenced"),
+            {
+                "ids": [o.job.id for o in released],
+                "attempts": [o.job.attempt for o in released],
+                "worker_id": self.worker_id,
+                "base": UNKNOWN_TASK_DELAY,
+                "cap": UNKNOWN_TASK_DELAY_CAP,
+            },
+        )
+        back = {int(r[0]) for r in await cur.fetchall()}
+        self.held.discard_many([(o.job.id, o.job.attempt) for o in released])
+        for o in released:
+            o.written = True
+            j = o.job
+            if j.id in back:
+                log.info(
+                    "job %d: task %r is not registered on this worker's app; handed back "
+                    "for a worker that knows it (no attempt used)",
+                    j.id,
+                    j.task,
+                    extra={"job_id": j.id, "task": j.task, "event": "unknown_task_released"},
+                )
+            else:
+                self._finish_log(o, None)
+        if back:
+            self.on_retry_scheduled()
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
         """Log how a job ended (callers skip quiet successes: see ``_write``)."""
