@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
+from psycopg.types.json import JsonbLoader
 
 from .errors import InvalidJobError, JobNotFound, UnknownQueueError
 from .jobspec import check_queue, check_task_name
@@ -30,8 +31,14 @@ class Admin:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def _rows(
+        self, name: str, params: dict[str, Any] | None = None, *, raw_json: bool = False
+    ) -> list[dict[str, Any]]:
+        """The query's rows as dicts; with ``raw_json`` a jsonb value Python cannot decode
+        (nested too deeply, a number ``int()`` refuses) comes back as its JSON text."""
         with self.app.pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            if raw_json:
+                cur.adapters.register_loader("jsonb", _JsonbOrText)
             cur.execute(self.app.query(name), params or {})
             return list(cur.fetchall()) if cur.description else []
 
@@ -50,8 +57,9 @@ class Admin:
         return self._rows("unknown_task_list")
 
     def job(self, job_id: int) -> dict[str, Any]:
-        """Everything about one job: arguments, state, every attempt's error, result."""
-        rows = self._rows("job_get", {"id": _job_id(job_id)})
+        """Everything about one job: arguments, state, every attempt's error, result. A
+        value Python cannot decode (a poison job's args) is given as its JSON text."""
+        rows = self._rows("job_get", {"id": _job_id(job_id)}, raw_json=True)
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         return rows[0]
@@ -205,3 +213,13 @@ def _job_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJobError(f"a job id is a positive whole number, got {value!r}")
     return value
+
+
+class _JsonbOrText(JsonbLoader):
+    """jsonb as Python values, or as the JSON text when Python cannot decode it."""
+
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except (RecursionError, ValueError):
+            return bytes(data).decode()

@@ -1,6 +1,8 @@
 """Writes outcomes back, batched: all successes ready at once go in one fenced UPDATE.
 
-Failures are written one by one (they carry a traceback and a retry decision). A write
+Failures are written one by one (they carry a traceback and a retry decision); jobs of
+tasks this worker's app does not know are handed back, without using an attempt, in one
+statement (``job_release_unknown_fenced``). A write
 that fails because the database is away is retried with backoff, keeping the jobs held
 (their leases renewed) until it lands. A fenced write that changes no row means the
 lease was lost: another worker owns the job, so this result is logged and thrown away.
@@ -197,7 +199,7 @@ class Completer:
                     finished.append(o.job.id)
                 self._finish_log(o, "cancelled" if row else None)
             if released:
-                await self._release(conn, released)
+                finished.extend(await self._release(conn, released))
             for o in bad:
                 row = await (
                     await conn.execute(
@@ -224,9 +226,10 @@ class Completer:
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
 
-    async def _release(self, conn: Any, released: list[Outcome]) -> None:
+    async def _release(self, conn: Any, released: list[Outcome]) -> list[int]:
         """Hand back jobs of tasks this worker's app does not know (a rolling deploy),
-        fenced, without using an attempt (see ``job_release_unknown_fenced``)."""
+        fenced, without using an attempt (see ``job_release_unknown_fenced``). Returns
+        the ids of those that ended cancelled instead (their cancellation was asked)."""
         cur = await conn.execute(
             query(self.schema, "job_release_unknown_fenced"),
             {
@@ -237,12 +240,13 @@ class Completer:
                 "cap": UNKNOWN_TASK_DELAY_CAP,
             },
         )
-        back = {int(r[0]) for r in await cur.fetchall()}
+        states = {int(r[0]): str(r[2]) for r in await cur.fetchall()}
         self.held.discard_many([(o.job.id, o.job.attempt) for o in released])
         for o in released:
             o.written = True
             j = o.job
-            if j.id in back:
+            state = states.get(j.id)
+            if state == "queued":
                 log.info(
                     "job %d: task %r is not registered on this worker's app; handed back "
                     "for a worker that knows it (no attempt used)",
@@ -250,10 +254,11 @@ class Completer:
                     j.task,
                     extra={"job_id": j.id, "task": j.task, "event": "unknown_task_released"},
                 )
-            else:
-                self._finish_log(o, None)
-        if back:
-            self.on_retry_scheduled()
+            else:  # cancelled on request meanwhile, or the lease was lost (None)
+                self._finish_log(o, state)
+        if "queued" in states.values():
+            self.on_retry_scheduled()  # due again soon: the claim loop's timer must know
+        return [job_id for job_id, state in states.items() if state == "cancelled"]
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
         """Log how a job ended (callers skip quiet successes: see ``_write``)."""

@@ -125,3 +125,13 @@ def test_poison_jobs_fail_alone_in_a_real_worker_process(
     for job_id in normal:
         assert job(conn, schema, job_id)["result"]["pid"] == w.pid
     w.wait_log("args are nested too deeply")
+
+
+def test_a_poison_job_can_be_looked_at(app: App, conn: Conn, schema: str) -> None:
+    """``pgqueue jobs show`` (``app.admin.job``) gives args Python cannot decode as their
+    JSON text instead of a RecursionError."""
+    deep = enqueue_sql(conn, schema, "echo", DEEP)
+    huge = insert_raw(conn, schema, "echo", args=HUGE_INT)
+    assert app.admin.job(deep)["args"] == "[" * 10_000 + "]" * 10_000
+    row = app.admin.job(huge)
+    assert row["args"] == HUGE_INT and row["kwargs"] == {} and row["state"] == "queued"

@@ -234,3 +234,23 @@ def test_hand_back_is_fenced_and_uses_no_attempt(conn: Conn, schema: str) -> Non
     wait = (row["run_at"] - conn.execute("SELECT now()").fetchone()[0]).total_seconds()  # type: ignore[index]
     assert 0.5 < wait <= 1.0
     assert unknown_rows(conn, schema) == [("default", "t.x")]
+
+
+def test_hand_back_of_a_job_whose_cancellation_was_asked_ends_it_cancelled(
+    conn: Conn, schema: str
+) -> None:
+    s = f'"{schema}"'
+    job_id = conn.execute(f"SELECT {s}.enqueue('t.y')").fetchone()[0]  # type: ignore[index]
+    conn.execute(
+        f"UPDATE {s}.jobs SET state = 'running', attempt = 1, worker_id = 'w', "
+        "cancel_requested_at = now() WHERE id = %s",
+        (job_id,),
+    )
+    rows = conn.execute(
+        query(schema, "job_release_unknown_fenced"),
+        {"ids": [job_id], "attempts": [1], "worker_id": "w", "base": 0.5, "cap": 30.0},
+    ).fetchall()
+    assert [(r[0], r[2]) for r in rows] == [(job_id, "cancelled")]
+    row = job(conn, schema, job_id)
+    assert row["state"] == "cancelled" and row["finished_at"] is not None
+    assert unknown_rows(conn, schema) == []  # nothing waits for a worker that knows t.y
