@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
+from psycopg.types.json import JsonbLoader
 
 from .errors import InvalidJobError, JobNotFound, UnknownQueueError
 from .jobspec import check_queue, check_task_name
@@ -30,8 +31,14 @@ class Admin:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def _rows(
+        self, name: str, params: dict[str, Any] | None = None, *, raw_json: bool = False
+    ) -> list[dict[str, Any]]:
+        """The query's rows as dicts; with ``raw_json`` a jsonb value Python cannot decode
+        (nested too deeply, a number ``int()`` refuses) comes back as its JSON text."""
         with self.app.pool().connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            if raw_json:
+                cur.adapters.register_loader("jsonb", _JsonbOrText)
             cur.execute(self.app.query(name), params or {})
             return list(cur.fetchall()) if cur.description else []
 
@@ -41,9 +48,18 @@ class Admin:
         oldest due job's age, jobs finished in the last minute, and whether it is paused."""
         return self._rows("queue_stats_list")
 
+    def unknown_tasks(self) -> list[dict[str, Any]]:
+        """Tasks no live worker runs, per queue: jobs handed back by workers that do not
+        know the task and that no live worker of the queue knows now (``since`` the first
+        hand-back, ``unknown_seconds``, ``queued`` jobs), and jobs of it that failed with
+        kind ``unknown_task`` (``failed``, still in the dead letter). Empty when all is
+        well."""
+        return self._rows("unknown_task_list")
+
     def job(self, job_id: int) -> dict[str, Any]:
-        """Everything about one job: arguments, state, every attempt's error, result."""
-        rows = self._rows("job_get", {"id": _job_id(job_id)})
+        """Everything about one job: arguments, state, every attempt's error, result. A
+        value Python cannot decode (a poison job's args) is given as its JSON text."""
+        rows = self._rows("job_get", {"id": _job_id(job_id)}, raw_json=True)
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         return rows[0]
@@ -197,3 +213,13 @@ def _job_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJobError(f"a job id is a positive whole number, got {value!r}")
     return value
+
+
+class _JsonbOrText(JsonbLoader):
+    """jsonb as Python values, or as the JSON text when Python cannot decode it."""
+
+    def load(self, data: Any) -> Any:
+        try:
+            return super().load(data)
+        except (RecursionError, ValueError):
+            return bytes(data).decode()

@@ -63,8 +63,9 @@ class JobFailed(PgQueueError):
     """``job.result()`` / ``await job.wait()``: the job ended ``failed`` (the dead letter).
 
     ``job_id``, ``task``, ``state``, and from its last recorded error: ``kind`` (``error``,
-    ``timeout``, ``lost``, ``result_not_json``, ...), ``error_type`` (the exception's
-    qualified name, if any) and ``error_message``.
+    ``timeout``, ``lost``, ``result_not_json``, ``undecodable``: args/kwargs no worker can
+    decode, ``unknown_task``: no live worker knew the task for --unknown-task-timeout),
+    ``error_type`` (the exception's qualified name, if any) and ``error_message``.
     """
 
     def __init__(

@@ -35,6 +35,7 @@ OBJECTS: dict[str, str] = {
     "workers": TABLE,
     "queues": TABLE,
     "periodic": TABLE,
+    "unknown_tasks": TABLE,
     "queue_stats": VIEW,
     "running_jobs": VIEW,
     "dead_jobs": VIEW,
@@ -134,6 +135,7 @@ KINDS: dict[str, Kind] = {
                 "workers",
                 "queues",
                 "periodic",
+                "unknown_tasks",
                 "queue_stats",
                 "running_jobs",
                 "dead_jobs",
@@ -172,6 +174,8 @@ KINDS: dict[str, Kind] = {
                 Privilege("UPDATE", ("rate_window_start", "rate_window_count", "priority_aged_at")),
             ),
             "periodic": _p("SELECT", "INSERT", "UPDATE"),
+            # rolling deploys: a hand-back notes the task, the sweep forgets or fails it
+            "unknown_tasks": _p("SELECT", "INSERT", "UPDATE", "DELETE"),
         },
     ),
     "operator": Kind(

@@ -27,6 +27,8 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> N
     """Show every queue: queued, scheduled, running and failed jobs, the age of the oldest
     due job, jobs finished in the last minute, and whether it is paused (the queue_stats
     view). WAIT, when there are such jobs: jobs waiting for the jobs they run after.
+    Below it, when there are any: tasks no live worker of their queue knows (queued jobs
+    nobody runs, jobs failed unknown_task), e.g. after a deploy that was rolled back.
 
     \b
     Examples:
@@ -40,12 +42,12 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> N
         data = [_plain(r) for r in app.admin.queues()]
         if as_json:
             emit_json(data)
-        elif watch:
-            click.clear()
-            click.echo(time.strftime("%H:%M:%S ") + f"schema {app.schema}  (Ctrl-C to stop)\n")
-            click.echo(render(data))
         else:
-            click.echo(render(data))
+            text = render(data) + render_unknown(app.admin.unknown_tasks())
+            if watch:
+                click.clear()
+                click.echo(time.strftime("%H:%M:%S ") + f"schema {app.schema}  (Ctrl-C to stop)\n")
+            click.echo(text)
         if not watch:
             return
         try:
@@ -84,6 +86,29 @@ def render(data: list[dict[str, Any]]) -> str:
         for row, d in zip(rows, data, strict=True):
             row.insert(3, d["waiting"])
     return table(headers, rows)
+
+
+def render_unknown(rows: list[dict[str, Any]]) -> str:
+    """A table of tasks no live worker of their queue knows ('' when there are none)."""
+    if not rows:
+        return ""
+    body = table(
+        ["QUEUE", "TASK", "QUEUED", "FAILED", "UNKNOWN FOR"],
+        [
+            [
+                r["queue"][:24],
+                r["task"][:32],
+                r["queued"],
+                r["failed"],
+                age(None if r["unknown_seconds"] is None else float(r["unknown_seconds"])),
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        "\n\nunknown tasks: no live worker of the queue knows them (their jobs are handed "
+        "back,\nthen failed unknown_task after --unknown-task-timeout):\n" + body
+    )
 
 
 def age(seconds: float | None) -> str:

@@ -90,6 +90,16 @@ from .durations import Duration
     help="Delete failed (dead-letter) jobs this long after they failed.",
 )
 @click.option(
+    "--unknown-task-timeout",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="A worker that does not know a job's task hands it back without using an attempt "
+    "(rolling deploys); once no live worker of its queue has known the task this long "
+    "(30s, 15m, 1h, 2d), its jobs fail with kind unknown_task.",
+)
+@click.option(
     "--fast-claims",
     is_flag=True,
     help="Commit claims without waiting for the disk flush (faster wake-up). After a "
@@ -123,6 +133,7 @@ def work(
     prefetch: int,
     keep_succeeded: float,
     keep_failed: float,
+    unknown_task_timeout: float,
     fast_claims: bool,
     no_listen: bool,
     log_level: str,
@@ -161,6 +172,7 @@ def work(
         prefetch=prefetch,
         fast_claims=fast_claims,
         retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
+        unknown_task_timeout=unknown_task_timeout,
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")

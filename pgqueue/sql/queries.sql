@@ -633,6 +633,97 @@ SELECT id, CASE WHEN state = 'queued' THEN pg_notify('{channel}', queue)
                 ELSE pg_notify('{done_channel}', id::text) END, state
 FROM released;
 
+-- name: job_release_unknown_fenced
+-- A worker claimed jobs of a task its app does not know (an old worker during a rolling
+-- deploy): hand them back without using an attempt (counters and errors untouched, as
+-- the shutdown release; attempt, the claim counter, still moves on next claim, so the old
+-- token stays dead), due again after base * 2^(claims that used no attempt - 1) seconds,
+-- at most cap: a worker that knows the task takes them soon, and workers that do not
+-- know it do not spin on them. A job whose cancellation was asked for ends cancelled.
+-- No NOTIFY: the jobs are not due yet (idle workers wake for them by
+-- job_seconds_to_next). noted: the (queue, task) goes into unknown_tasks (first
+-- hand-back wins, so "since" is when the wait began) for pgqueue status and the
+-- UnknownTasks sweep, in name order (two workers noting the same names cannot deadlock).
+WITH held AS MATERIALIZED (  -- attempts looked up as in job_heartbeat_fenced
+    SELECT jsonb_object(%(ids)s::bigint[]::text[], %(attempts)s::integer[]::text[]) AS map
+), released AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
+        run_at = now() + make_interval(secs => least(
+            %(base)s::float8 * power(2, least(greatest(
+                j.attempt - j.error_count - j.lost_count - 1, 0), 20)),
+            %(cap)s::float8)),
+        lease_expires_at = NULL, worker_id = NULL,
+        started_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.started_at END
+    FROM held
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker_id)s
+      AND coalesce(j.state, '') = 'running'  -- by id, never by jobs_lease_idx: see above
+      AND (held.map ->> j.id::text)::integer = j.attempt
+    RETURNING j.id, j.queue, j.task, j.state
+), noted AS (
+    INSERT INTO {schema}.unknown_tasks (queue, task)
+    SELECT DISTINCT queue, task FROM released WHERE state = 'queued' ORDER BY queue, task
+    ON CONFLICT (queue, task) DO NOTHING
+)
+SELECT id, CASE WHEN state = 'cancelled' THEN pg_notify('{done_channel}', id::text) END, state
+FROM released;
+
+-- name: unknown_task_sweep
+-- Maintenance (UnknownTasks), one worker at a time (advisory lock in the statement, as
+-- the reaper). A task is known on a queue while a row of workers (a live worker: the
+-- reaper deletes dead ones' rows) has both. known: unknown_tasks rows a live worker now
+-- knows are deleted (what was handed back will run). stale: rows nobody knows since
+-- longer than the timeout, only if this worker has itself run that long (may_fail), so
+-- that after the whole fleet was down every version gets the timeout to come back.
+-- victims: their queued jobs that are due or were handed back (a job scheduled ahead
+-- waits for its time), through that queue's claim index, SKIP LOCKED and rechecked on
+-- the newest row version (READ COMMITTED): a job a knowing worker just claimed is
+-- 'running' and never failed here. They end failed, kind unknown_task, counters
+-- untouched (they never ran). settled: when a pass fails fewer than limit jobs, every
+-- job of its stale rows is done and the rows go (a later hand-back starts a new wait).
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext(%(key)s)) AS locked
+), known AS (
+    DELETE FROM {schema}.unknown_tasks AS u
+    WHERE (SELECT locked FROM lock)
+      AND EXISTS (SELECT 1 FROM {schema}.workers AS w
+                  WHERE u.queue = ANY(w.queues) AND u.task = ANY(w.tasks))
+), stale AS MATERIALIZED (
+    SELECT u.queue, u.task FROM {schema}.unknown_tasks AS u
+    WHERE (SELECT locked FROM lock) AND %(may_fail)s::boolean
+      AND u.since < now() - make_interval(secs => %(timeout)s::float8)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.workers AS w
+                      WHERE u.queue = ANY(w.queues) AND u.task = ANY(w.tasks))
+), victims AS (
+    SELECT v.id FROM stale CROSS JOIN LATERAL (
+        SELECT j.id FROM {schema}.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = stale.queue AND j.task = stale.task
+          AND (j.run_at <= now() OR j.attempt > j.error_count + j.lost_count)
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS v
+    LIMIT %(limit)s
+), failed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'failed', finished_at = now(), lease_expires_at = NULL, worker_id = NULL,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'kind', 'unknown_task', 'at', now(),
+            'message', format('no live worker of queue %%s has known the task %%s for %%s s '
+                              '(--unknown-task-timeout): no deployed app registers it; '
+                              'retry the job once a worker that knows it runs', j.queue,
+                              j.task, round(%(timeout)s::numeric, 1))))
+    FROM victims
+    WHERE j.id = victims.id AND j.state = 'queued'
+    RETURNING j.id, j.queue, j.task
+), settled AS (
+    DELETE FROM {schema}.unknown_tasks AS u
+    USING stale
+    WHERE u.queue = stale.queue AND u.task = stale.task
+      AND (SELECT count(*) FROM failed) < %(limit)s
+)
+SELECT id, queue, task, pg_notify('{done_channel}', id::text) FROM failed;
+
 -- name: job_reap_expired
 -- Maintenance: jobs whose lease ran out belonged to a worker that died or froze.
 -- Back to queued (notified), or failed with reason "lost" when attempts are used up.
@@ -705,9 +796,10 @@ FROM deps;
 
 -- name: worker_heartbeat
 -- Registers the worker on its first beat and touches it on every later one; an upsert,
--- so a live worker whose row was pruned (a long pause) reappears on its next beat.
-INSERT INTO {schema}.workers (id, host, pid, queues, concurrency)
-VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s)
+-- so a live worker whose row was pruned (a long pause) reappears on its next beat, with
+-- the task names its app knows (rolling deploys: see unknown_task_sweep).
+INSERT INTO {schema}.workers (id, host, pid, queues, concurrency, tasks)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::text[], %(concurrency)s, %(tasks)s::text[])
 ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = now();
 
 -- name: worker_delete
@@ -808,6 +900,29 @@ SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,
        rate_limit, rate_period, priority_aging
 FROM {schema}.queue_stats
 ORDER BY queue;
+
+-- name: unknown_task_list
+-- pgqueue status: per queue, tasks whose jobs were handed back by workers that do not
+-- know them and that no live worker of the queue knows now (since: the first
+-- hand-back), with their queued jobs (on that queue's claim indexes); and tasks of jobs
+-- that failed unknown_task and are still in the dead letter (jobs_finished_idx).
+WITH pending AS (
+    SELECT u.queue, u.task, u.since FROM {schema}.unknown_tasks AS u
+    WHERE NOT EXISTS (SELECT 1 FROM {schema}.workers AS w
+                      WHERE u.queue = ANY(w.queues) AND u.task = ANY(w.tasks))
+), dead AS (
+    SELECT j.queue, j.task, count(*) AS failed FROM {schema}.jobs AS j
+    WHERE j.state = 'failed' AND j.errors -> -1 ->> 'kind' = 'unknown_task'
+    GROUP BY j.queue, j.task
+)
+SELECT coalesce(p.queue, d.queue) AS queue, coalesce(p.task, d.task) AS task, p.since,
+       round(extract(epoch FROM now() - p.since)::numeric, 3) AS unknown_seconds,
+       coalesce((SELECT count(*) FROM {schema}.jobs AS j
+                 WHERE j.state = 'queued' AND j.queue = p.queue AND j.task = p.task), 0)
+           AS queued,
+       coalesce(d.failed, 0) AS failed
+FROM pending AS p FULL JOIN dead AS d ON d.queue = p.queue AND d.task = p.task
+ORDER BY 1, 2;
 
 -- name: job_list
 -- Newest first; each filter is optional (NULL matches everything). run_at clamped as

@@ -1,6 +1,8 @@
 """Writes outcomes back, batched: all successes ready at once go in one fenced UPDATE.
 
-Failures are written one by one (they carry a traceback and a retry decision). A write
+Failures are written one by one (they carry a traceback and a retry decision); jobs of
+tasks this worker's app does not know are handed back, without using an attempt, in one
+statement (``job_release_unknown_fenced``). A write
 that fails because the database is away is retried with backoff, keeping the jobs held
 (their leases renewed) until it lands. A fenced write that changes no row means the
 lease was lost: another worker owns the job, so this result is logged and thrown away.
@@ -32,6 +34,11 @@ from .runner import Outcome
 log = logging.getLogger("pgqueue.worker")
 
 MAX_BATCH = 1000
+# A job of a task this worker does not know comes back after 0.5 s, then 1, 2, 4 ...
+# (doubling with each claim that used no attempt), at most 30 s: a worker that knows it
+# gets it soon, and workers that do not know it do not spin on it.
+UNKNOWN_TASK_DELAY = 0.5
+UNKNOWN_TASK_DELAY_CAP = 30.0
 
 
 class Completer:
@@ -149,8 +156,14 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         ok = [o for o in batch if o.ok]
-        bad = [o for o in batch if not o.ok and not o.cancelled]
-        cancelled = [o for o in batch if o.cancelled]
+        if len(ok) == len(batch):  # the common case: only successes
+            bad: list[Outcome] = []
+            cancelled: list[Outcome] = []
+            released: list[Outcome] = []
+        else:
+            bad = [o for o in batch if not (o.ok or o.cancelled or o.release)]
+            cancelled = [o for o in batch if o.cancelled]
+            released = [o for o in batch if o.release]
         finished: list[int] = []
         async with self.pool.connection() as conn:
             if ok:
@@ -190,6 +203,8 @@ class Completer:
                 if row:
                     finished.append(o.job.id)
                 self._finish_log(o, "cancelled" if row else None)
+            if released:
+                finished.extend(await self._release(conn, released))
             for o in bad:
                 row = await (
                     await conn.execute(
@@ -215,6 +230,40 @@ class Completer:
                 self._finish_log(o, state)
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
+
+    async def _release(self, conn: Any, released: list[Outcome]) -> list[int]:
+        """Hand back jobs of tasks this worker's app does not know (a rolling deploy),
+        fenced, without using an attempt (see ``job_release_unknown_fenced``). Returns
+        the ids of those that ended cancelled instead (their cancellation was asked)."""
+        cur = await conn.execute(
+            query(self.schema, "job_release_unknown_fenced"),
+            {
+                "ids": [o.job.id for o in released],
+                "attempts": [o.job.attempt for o in released],
+                "worker_id": self.worker_id,
+                "base": UNKNOWN_TASK_DELAY,
+                "cap": UNKNOWN_TASK_DELAY_CAP,
+            },
+        )
+        states = {int(r[0]): str(r[2]) for r in await cur.fetchall()}
+        self.held.discard_many([(o.job.id, o.job.attempt) for o in released])
+        for o in released:
+            o.written = True
+            j = o.job
+            state = states.get(j.id)
+            if state == "queued":
+                log.info(
+                    "job %d: task %r is not registered on this worker's app; handed back "
+                    "for a worker that knows it (no attempt used)",
+                    j.id,
+                    j.task,
+                    extra={"job_id": j.id, "task": j.task, "event": "unknown_task_released"},
+                )
+            else:  # cancelled on request meanwhile, or the lease was lost (None)
+                self._finish_log(o, state)
+        if "queued" in states.values():
+            self.on_retry_scheduled()  # due again soon: the claim loop's timer must know
+        return [job_id for job_id, state in states.items() if state == "cancelled"]
 
     def _finish_log(self, o: Outcome, state: str | None) -> None:
         """Log how a job ended, other than a success (those go through the JobLog),

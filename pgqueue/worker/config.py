@@ -27,6 +27,12 @@ class WorkerConfig:
     failures stay synchronous either way.
     ``retention``: how long finished jobs are kept per state (7/30/7 days), pruned
     every ``prune_interval`` in small batches.
+    ``unknown_task_timeout``: a job whose task this worker's app does not know is handed
+    back without using an attempt; once no live worker of its queue has known the task
+    for this long, its jobs fail with kind ``unknown_task`` (1 hour: far longer than a
+    rolling deploy, or a paused one, takes; short enough that jobs of a task no deployed
+    app has any more are dead-lettered, and seen, the same working session instead of
+    being handed back for days).
     Raises ``ConfigurationError`` naming the bad setting.
     """
 
@@ -42,6 +48,7 @@ class WorkerConfig:
     fast_claims: bool = False
     retention: Retention = field(default_factory=Retention)
     prune_interval: float = 10.0
+    unknown_task_timeout: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -58,6 +65,7 @@ class WorkerConfig:
             "poll_interval": (self.poll_interval, 0.01, 3_600.0),
             "shutdown_timeout": (self.shutdown_timeout, 0.0, 86_400.0),
             "maintenance_interval": (self.maintenance_interval, 0.05, 3_600.0),
+            "unknown_task_timeout": (self.unknown_task_timeout, 0.5, 30 * 86_400.0),
         }
         for name, (value, low, high) in checks.items():
             if (

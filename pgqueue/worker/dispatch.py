@@ -194,8 +194,14 @@ class Dispatcher:
                     continue
                 job = self.buffer.popleft()
                 handler = self.tasks.get(job.task)
+                if handler is None:
+                    # Not a task of this app (an old worker in a rolling deploy): handed
+                    # back for a worker that knows it, without using an attempt.
+                    self.completer.put(Outcome(job, ok=False, release=True))
+                    self.on_slot()
+                    continue
                 ctx = None
-                if handler is not None and handler.pass_context:
+                if handler.pass_context:
                     ctx = JobContext(
                         job.id,
                         job.task,

@@ -33,8 +33,10 @@ from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
 from ..maintenance.dependencies import resolve_dependents
+from ..maintenance.unknown_tasks import UnknownTasks
 from .completer import Completer
 from .config import WorkerConfig
+from .decode import decode_rows, fail_undecodable
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
 from .joblog import JobLog
@@ -61,6 +63,7 @@ class Worker:
     vacuumer: Vacuumer
     ager: Ager
     scheduler: Scheduler
+    unknown_tasks: UnknownTasks
 
     def __init__(self, app: App, config: WorkerConfig | None = None) -> None:
         self.app = app
@@ -156,6 +159,7 @@ class Worker:
             "pid": os.getpid(),
             "queues": cfg.queues,
             "concurrency": cfg.concurrency,
+            "tasks": sorted(self.app.tasks),  # jobs of other tasks are handed back
         }
         heartbeat = Heartbeat(
             dsn,
@@ -296,7 +300,10 @@ class Worker:
             else:
                 cur = await conn.execute(self.app.query("job_claim_batch"), params)
                 rows = await cur.fetchall()
-        jobs = [Claimed.from_row(r) for r in rows]
+        jobs, poison = decode_rows(rows)
+        if poison:  # rows that cannot be decoded fail alone (see decode.py)
+            assert self.completer is not None
+            fail_undecodable(poison, self.held, self.completer)
         self.held.add_many([(job.id, job.attempt) for job in jobs])
         self.claimed += len(jobs)
         return jobs

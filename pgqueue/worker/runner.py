@@ -39,6 +39,53 @@ def _json(text: str) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+def _args(text: str) -> list[Any]:
+    """A claimed row's args (jsonb::text) as a list. The scan is inlined (no extra call)
+    and the type check rides on its result: a normal row pays one compare. Anything
+    else goes through ``_checked``, which raises a proper error."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end == len(text) and type(value) is list:
+        return value  # type: ignore[no-any-return]
+    return _checked(text, "args", list)  # type: ignore[no-any-return]
+
+
+def _kwargs(text: str) -> dict[str, Any]:
+    """A claimed row's kwargs (jsonb::text) as a dict; see ``_args``."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end == len(text) and type(value) is dict:
+        return value  # type: ignore[no-any-return]
+    return _checked(text, "kwargs", dict)  # type: ignore[no-any-return]
+
+
+def _checked(text: str, field: str, want: type) -> Any:
+    """``text`` parsed by ``json.loads`` (its error if it is not JSON Python can read), or
+    ``_WrongType`` if it is not a ``want``."""
+    value = json.loads(text)
+    if type(value) is not want:
+        raise _WrongType(field, value, want)
+    return value
+
+
+class _WrongType(TypeError):
+    """Args or kwargs of the wrong JSON type (only a row put in by hand can have them)."""
+
+    def __init__(self, field: str, value: Any, want: type) -> None:
+        names = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
+        got = "null" if value is None else names.get(type(value), "a number")
+        must = (
+            "an array (the positional arguments)"
+            if want is list
+            else ("an object (the keyword arguments)")
+        )
+        super().__init__(f"{field} is {got}; it must be {must}")
+
+
 @dataclass
 class Claimed:
     """A job as the claim returned it."""
@@ -58,14 +105,16 @@ class Claimed:
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
         """From ``job_claim_batch``'s row (psycopg has made the numbers ints already);
         args/kwargs arrive as JSON text (cast in the query) and empty ones are not parsed
-        at all: this runs for every job."""
+        at all: this runs for every job. Raises whatever decoding raises (a RecursionError
+        for args nested too deeply, a ValueError, ``_WrongType``): ``decode.claims`` turns
+        that into an ``undecodable`` failure of that job alone."""
         args, kwargs = row[3], row[4]
         return cls(
             row[0],
             row[1],
             row[2],
-            [] if args == "[]" else _json(args),
-            {} if kwargs == "{}" else _json(kwargs),
+            [] if args == "[]" else _args(args),
+            {} if kwargs == "{}" else _kwargs(kwargs),
             row[5],
             row[6],
             row[7],
@@ -87,6 +136,7 @@ class Outcome:
     duration: float = 0.0
     written: bool = False
     cancelled: bool = False
+    release: bool = False  # an unknown task: handed back, no attempt used
 
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
@@ -253,19 +303,10 @@ async def run_job(
     """
     started = time.monotonic()
     if task is None:
-        # Not final: during a rolling deploy an old worker may claim a new task name;
-        # the retry backoff gives a worker that knows it time to take it.
-        return Outcome(
-            job,
-            ok=False,
-            error=_error(
-                job,
-                "unknown_task",
-                None,
-                f"no task named {job.task!r} is registered on this worker's app",
-            ),
-            backoff=RetryPolicy().delay(job.error_count + 1),
-        )
+        # During a rolling deploy an old worker may claim a new task: it hands the job
+        # back without using an attempt (the completer's release), for a worker that
+        # knows the task; the UnknownTasks service fails it if none does for too long.
+        return Outcome(job, ok=False, release=True)
     args = [ctx, *job.args] if task.pass_context else list(job.args)
     kwargs = dict(job.kwargs)
     try:

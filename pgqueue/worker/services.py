@@ -2,8 +2,8 @@
 
 The services run as asyncio tasks of the worker's loop: the ``Completer`` (batched result
 writes), the ``Reaper``, the ``Pruner``, the ``Vacuumer``, priority aging (``Ager``), the
-dependency sweep, the ``Scheduler`` (when the app has periodic tasks) and the
-``Listener`` (with ``listen``). Each is kept on the worker under its name
+dependency sweep, ``UnknownTasks`` (rolling deploys), the ``Scheduler`` (when the app has
+periodic tasks) and the ``Listener`` (with ``listen``). Each is kept on the worker under its name
 (``worker.reaper``, ``worker.listener``, ...); one that fails stops the worker
 (``Worker._background_done``).
 """
@@ -21,6 +21,7 @@ from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
 from ..maintenance.dependencies import DependencySweep
+from ..maintenance.unknown_tasks import UnknownTasks
 from ..pools import AsyncPool
 from ..sql import cancel_channel_for, channel_for
 from .config import WorkerConfig
@@ -112,6 +113,7 @@ def build_maintenance(worker: Worker, pool: AsyncConnectionPool) -> None:
     worker.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
     worker.vacuumer = Vacuumer(pool, schema)
     worker.ager = Ager(pool, schema, cfg.queues, interval=cfg.maintenance_interval)
+    worker.unknown_tasks = UnknownTasks(pool, schema, timeout=cfg.unknown_task_timeout)
 
 
 def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[asyncio.Task[Any]]:
@@ -128,6 +130,7 @@ def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[
         asyncio.create_task(worker.pruner.run(), name="pgqueue-pruner"),
         asyncio.create_task(worker.vacuumer.run(), name="pgqueue-vacuumer"),
         asyncio.create_task(worker.ager.run(), name="pgqueue-priority-aging"),
+        asyncio.create_task(worker.unknown_tasks.run(), name="pgqueue-unknown-tasks"),
         asyncio.create_task(  # every 10 maintenance intervals (10 s by default)
             DependencySweep(pool, schema, interval=10 * cfg.maintenance_interval).run(),
             name="pgqueue-dependency-sweep",

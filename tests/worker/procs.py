@@ -67,6 +67,7 @@ class WorkerProc:
         name: str,
         logdir: Path,
         extra_env: dict[str, str] | None = None,
+        app: str = APP,
     ) -> None:
         self.name = name
         self.log_path = logdir / f"{name}.log"
@@ -79,7 +80,7 @@ class WorkerProc:
         env.update(extra_env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pgqueue.cli", "--app", APP, "work", *args],
+            [sys.executable, "-m", "pgqueue.cli", "--app", app, "work", *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -152,11 +153,16 @@ class Workers:
         self.procs: list[WorkerProc] = []
 
     def start(
-        self, *args: str, name: str | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        app: str = APP,
     ) -> WorkerProc:
-        """A worker process; ``env`` adds environment variables (sample_app reads some)."""
+        """A worker process; ``env`` adds environment variables (sample_app reads some);
+        ``app`` is the --app to run (sample_app by default)."""
         proc = WorkerProc(
-            self.dsn, self.schema, list(args), name or f"w{len(self.procs)}", self.logdir, env
+            self.dsn, self.schema, list(args), name or f"w{len(self.procs)}", self.logdir, env, app
         )
         self.procs.append(proc)
         return proc

@@ -185,32 +185,6 @@ def test_timeouts_cancel_async_and_abandon_sync_handlers(app: App, conn: Conn, s
         assert (r["finished_at"] - r["started_at"]).total_seconds() < 3
 
 
-def test_unknown_task_is_retried_with_backoff_then_dead_lettered(
-    app: App, conn: Conn, schema: str
-) -> None:
-    """Not final at once: in a rolling deploy an old worker can claim a task name only
-    new workers know; the backoff leaves them time to take it."""
-
-    @app.task(name="known")
-    def known() -> None:
-        pass
-
-    (job_id,) = conn.execute(
-        f'SELECT "{schema}".enqueue(%s, max_attempts => 2)', ("nosuch.task",)
-    ).fetchone()
-    with running(app):
-        row = wait_until(
-            lambda: (r := job(conn, schema, job_id))["error_count"] == 1 and r,
-            what="first unknown-task error recorded",
-        )
-        assert row["state"] == "queued" and row["run_at"] > row["created_at"]
-        conn.execute(f'UPDATE "{schema}".jobs SET run_at = now() WHERE id = %s', (job_id,))
-        row = wait_state(conn, schema, job_id, "failed")
-    assert (row["attempt"], row["error_count"], row["max_attempts"]) == (2, 2, 2)
-    assert [e["kind"] for e in row["errors"]] == ["unknown_task", "unknown_task"]
-    assert "'nosuch.task'" in row["errors"][0]["message"]
-
-
 def test_claims_by_priority_then_run_at_then_id(app: App, conn: Conn, schema: str) -> None:
     order: list[str] = []
 
