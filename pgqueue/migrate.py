@@ -1,6 +1,7 @@
 """Schema migrations: upgrade to the newest revision, print the DDL, check the schema.
 
-Alembic drives the revisions in ``pgqueue/migrations`` (inside the wheel). Its version
+Alembic drives the revisions in the top-level ``migrations/`` (``pgqueue/migrations`` links
+to it, so the wheel carries them). Its version
 table is ``<schema>.pgqueue_version``: a name no other tool uses, so an application's own
 alembic (``alembic_version``) never meets pgqueue's, whatever its search_path. ``upgrade``
 is idempotent and safe to run from many processes at once (an advisory lock serializes
