@@ -1,0 +1,59 @@
+"""Every example in examples/ runs for real against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _drop_example_tables(pg_dsn: str) -> Iterator[None]:
+    """The examples make tables of their own ("the application's"); drop them after."""
+    yield
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS example_orders, example_signups")
+        conn.execute("DROP FUNCTION IF EXISTS example_signups_enqueue()")
+
+
+def run_example(name: str, dsn: str, schema: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQUEUE_")}
+    env.update(PGQUEUE_DSN=dsn, PGQUEUE_SCHEMA=schema, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name / "run.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def test_every_example_has_a_readme_and_a_test() -> None:
+    names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
+    assert names == ["plain_psycopg", "sql_trigger"]  # add a test below for each new one
+    assert all((EXAMPLES / n / "README.md").exists() for n in names)
+
+
+def test_plain_psycopg(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("plain_psycopg", pg_dsn, unmigrated_schema)
+    assert "order 2 rolled back (payment declined)" in out
+    assert "jobs for send_confirmation after the rollback: 1" in out
+    assert "result: {'order': 1, 'sent_to': 'ada@example.com'}" in out
+
+
+def test_sql_trigger(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("sql_trigger", pg_dsn, unmigrated_schema)
+    assert "inserted 2 signups" in out
+    assert "result: welcomed ada@example.com (signup" in out
+    assert "result: welcomed grace@example.com (signup" in out
