@@ -109,6 +109,12 @@ from .durations import Duration
     "--no-listen", is_flag=True, help="Poll only, no LISTEN (for pgbouncer in transaction mode)."
 )
 @click.option(
+    "--burst",
+    is_flag=True,
+    help="Run the jobs that are due, then exit: 0 if every job it ran succeeded, 1 if any "
+    "failed or will retry (for CI and scripts). Scheduled jobs are left for later.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -136,6 +142,7 @@ def work(
     unknown_task_timeout: float,
     fast_claims: bool,
     no_listen: bool,
+    burst: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -151,6 +158,7 @@ def work(
       pgqueue --app myproject.jobs:app work
       pgqueue --app myproject.jobs:app work -q emails -q reports -c 50
       pgqueue --app myproject.jobs:app work --processes 4 --log-format json
+      pgqueue --app myproject.jobs:app work --burst     # drain what is due, then exit
     """
     from ..maintenance import Retention
     from ..worker import Worker, WorkerConfig
@@ -173,9 +181,12 @@ def work(
         fast_claims=fast_claims,
         retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
         unknown_task_timeout=unknown_task_timeout,
+        burst=burst,
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")
+    if burst and processes > 1:
+        raise ConfigurationError("--burst runs one worker process: drop --processes")
     app = settings.app()
     if not app.tasks:
         raise ConfigurationError(f"{settings.app_path} has no tasks registered (@app.task)")
@@ -184,12 +195,21 @@ def work(
         sys.exit(supervise(processes, [*_without_processes(sys.argv[1:]), "--processes", "1"]))
     worker = Worker(app, config)
     asyncio.run(worker.run(handle_signals=True))
+    code = 0
+    if burst:
+        done = worker.burst_outcome
+        code = 0 if done["failed"] == done["retried"] == done["lost"] == 0 else 1
+        click.echo(
+            f"burst: {done['succeeded']} succeeded, {done['failed']} failed, "
+            f"{done['retried']} to retry, {done['lost']} lost",
+            err=True,
+        )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     # A sync handler still running in an abandoned thread must not keep the process
     # alive: its job was already handed back to the queue.
-    os._exit(0)
+    os._exit(code)
 
 
 def _without_processes(argv: list[str]) -> list[str]:

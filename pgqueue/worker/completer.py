@@ -65,6 +65,7 @@ class Completer:
         self._idle.set()
         self.succeeded = 0
         self.failed = 0
+        self.retried = 0
         self.lost = 0
 
     def put(self, outcome: Outcome) -> None:
@@ -223,6 +224,7 @@ class Completer:
                 o.written = True
                 self.held.discard(o.job.id, o.job.attempt)
                 if state == "queued":
+                    self.retried += 1
                     self.on_retry_scheduled()
                 elif state == "failed":
                     self.failed += 1

@@ -49,6 +49,10 @@ class WorkerConfig:
     retention: Retention = field(default_factory=Retention)
     prune_interval: float = 10.0
     unknown_task_timeout: float = 3600.0
+    burst: bool = False
+    """Run what is due, then stop: once nothing is running or buffered and no job of
+    the worker's queues is due (scheduled ones and retries with a backoff are left for
+    later), the worker stops as after a SIGTERM (``pgqueue work --burst``)."""
 
     def __post_init__(self) -> None:
         if not self.queues:

@@ -265,6 +265,14 @@ class Worker:
                 await asyncio.sleep(0)  # handlers start before this loop's next query
             if claimed == want:
                 continue  # there may be more; claim again as soon as a slot allows
+            if cfg.burst:
+                if await self._burst_done(dispatcher):
+                    log.info("burst: nothing is due any more; stopping")
+                    self._set_stop(False)
+                    break
+                self._flow_idle = False  # a due job may be one only the flow claim takes
+                await self._sleep(0.05, wake=self._wake)  # jobs still run: look again soon
+                continue
             timeout = await self._idle_timeout()
             if timeout <= 0 and self._flow_idle and not ran_flow:
                 self._flow_idle = False  # a due job the fast path cannot take: flow claim
@@ -307,6 +315,35 @@ class Worker:
         self.held.add_many([(job.id, job.attempt) for job in jobs])
         self.claimed += len(jobs)
         return jobs
+
+    async def _burst_done(self, dispatcher: Dispatcher) -> bool:
+        """--burst: True once nothing runs or waits here, every outcome is written, and no
+        job of this worker's queues is due (a due job another worker holds locked, or
+        one the flow claim has not looked at yet, keeps the burst going)."""
+        if dispatcher.running or dispatcher.buffer:
+            return False
+        assert self.completer is not None
+        if not await self.completer.drain(timeout=10):
+            return False
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    self.app.query("job_seconds_to_next"), {"queues": self.config.queues}
+                )
+                row = await cur.fetchone()
+        except psycopg.Error:
+            return False
+        return row is None or row[0] is None or float(row[0]) > 0
+
+    @property
+    def burst_outcome(self) -> dict[str, int]:
+        """What this worker's jobs did (``--burst`` reports it and exits 1 unless only
+        successes): succeeded, failed (for good), retried (failed, to run again later),
+        lost (results discarded: the lease was lost)."""
+        c = self.completer
+        if c is None:
+            return {"succeeded": 0, "failed": 0, "retried": 0, "lost": 0}
+        return {"succeeded": c.succeeded, "failed": c.failed, "retried": c.retried, "lost": c.lost}
 
     async def _idle_timeout(self) -> float:
         """Seconds to sleep when the queues look empty: until the next run_at, at most
