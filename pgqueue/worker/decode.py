@@ -48,6 +48,7 @@ def fail_undecodable(poison: list[Outcome], held: Held, completer: Completer) ->
     """Hold the poison rows' jobs like any claimed job (their leases renewed) and hand
     their failures to the completer, which writes them fenced (``job_fail_fenced``)."""
     held.add_many([(o.job.id, o.job.attempt) for o in poison])
+    completer.joblog.flush()  # the per-job lines before these, in order
     for outcome in poison:
         log.error(
             "job %d %s attempt %d: %s",
