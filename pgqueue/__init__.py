@@ -3,6 +3,8 @@
 The public names, re-exported; nothing is defined here.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .admin import Admin
 from .app import App
 from .errors import (
@@ -15,6 +17,7 @@ from .errors import (
     LeaseLost,
     PgQueueError,
     ResultTimeout,
+    Retry,
     SchemaNotMigrated,
     UnknownQueueError,
     UnknownTaskError,
@@ -23,6 +26,19 @@ from .jobspec import JobSpec
 from .results import Job
 from .tasks import RetryPolicy, Task
 
+if TYPE_CHECKING:
+    from .worker.context import JobContext
+
+
+def __getattr__(name: str) -> Any:
+    # JobContext lives with the worker; importing it here at once would load the whole
+    # worker (40 ms) for every producer that never runs a job.
+    if name == "JobContext":
+        from .worker.context import JobContext
+
+        return JobContext
+    raise AttributeError(f"module 'pgqueue' has no attribute {name!r}")
+
 __all__ = [
     "Admin",
     "App",
@@ -30,6 +46,7 @@ __all__ = [
     "InvalidJobError",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotFound",
     "JobSpec",
@@ -37,6 +54,7 @@ __all__ = [
     "LeaseLost",
     "PgQueueError",
     "ResultTimeout",
+    "Retry",
     "RetryPolicy",
     "SchemaNotMigrated",
     "Task",

@@ -95,7 +95,8 @@ class App(Enqueueing):
         Options: ``name`` (default ``module.function``), ``queue``, ``priority``,
         ``max_attempts``, ``timeout`` (seconds), ``retry`` (``RetryPolicy``),
         ``no_retry_for`` (exception types that fail the job at once), ``pass_context``
-        (the handler gets a ``JobContext`` first). Raises ``ConfigurationError`` on a
+        (the handler gets a ``JobContext`` first; ``bind=True``, Celery's spelling, is the
+        same). Raises ``ConfigurationError`` on a
         bad option or a name registered twice.
         """
 
@@ -124,6 +125,7 @@ class App(Enqueueing):
         retry: RetryPolicy | None = None,
         no_retry_for: Sequence[type[BaseException]] = (),
         pass_context: bool = False,
+        bind: bool = False,
     ) -> Task:
         task_name = name or f"{func.__module__}.{func.__qualname__}".replace("<", "").replace(
             ">", ""
@@ -148,7 +150,9 @@ class App(Enqueueing):
             timeout=timeout,
             retry=retry or RetryPolicy(),
             no_retry_for=tuple(no_retry_for),
-            pass_context=pass_context,
+            # bind=True (Celery's spelling): the handler's first argument is its
+            # JobContext, whose retry(countdown=...) stands for Celery's self.retry.
+            pass_context=pass_context or bind,
         )
         self.tasks[task_name] = t
         return t

@@ -13,6 +13,7 @@ PgQueueError
  +-- UnknownQueueError (LookupError)  no job or pause record names that queue
  +-- LeaseLost                 a fenced write changed nothing: another worker owns the job now
  +-- JobTimeout                a handler ran past its task's timeout
+ +-- Retry                     raised by a handler: run me again after ``after`` seconds
 ```
 """
 
@@ -49,6 +50,25 @@ class LeaseLost(PgQueueError):
 
 class JobTimeout(PgQueueError):
     """The handler ran past its task's ``timeout``."""
+
+
+class Retry(PgQueueError):
+    """Raise it in a handler to run the job again after ``after`` seconds (None: the
+    task's backoff), e.g. ``raise Retry(after=600)`` when a service says "later". It uses
+    an attempt like any failure: once ``max_attempts`` are used up the job ends
+    ``failed`` (its last error has kind ``retry`` and ``reason`` as its message).
+    ``ctx.retry(countdown=...)`` raises it for you (Celery's ``self.retry``)."""
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        if after is not None and (
+            isinstance(after, bool)
+            or not isinstance(after, (int, float))
+            or not 0 <= after <= 100 * 366 * 86400  # (NaN and infinity fail this too)
+        ):
+            raise ValueError(f"Retry(after=...) must be seconds from 0 to 100 years, got {after!r}")
+        self.after = None if after is None else float(after)
+        self.reason = reason
+        super().__init__(reason or f"retry requested (after {after}s)")
 
 
 class JobNotFound(PgQueueError, LookupError):

@@ -103,6 +103,10 @@ class Job(int):
         """
         return wait_sync(self._app, int(self), timeout, recheck)
 
+    def get(self, timeout: float | None = None) -> Any:
+        """Celery's name for ``result``: the same return value and exceptions."""
+        return self.result(timeout)
+
     async def wait(self, timeout: float | None = None, *, recheck: float = RECHECK_INTERVAL) -> Any:
         """``result()`` for asyncio code: the same return value and exceptions."""
         return await wait_async(self._app, int(self), timeout, recheck)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidJobError
 from .jobspec import JobSpec
 
 if TYPE_CHECKING:
@@ -93,6 +95,49 @@ class Task:
         """``defer`` for asyncio code."""
         return await self.app.enqueue_async(self, args, kwargs)
 
+    def delay(self, *args: Any, **kwargs: Any) -> Job:
+        """Celery's name for ``defer``: ``process_evaluation.delay(eval_id)``."""
+        return self.app.enqueue(self, args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        **options: Any,
+    ) -> Job:
+        """Celery's ``apply_async``: ``countdown`` (seconds) is pgqueue's ``delay``,
+        ``eta`` (a timezone-aware datetime) its ``run_at``; ``queue`` and ``priority`` as
+        in ``options`` (higher runs first, as in Celery's Redis transport). Any other
+        pgqueue option (``dedupe_key``, ``after``, ``connection``, ...) may follow.
+        Raises ``InvalidJobError`` naming a Celery option pgqueue does not have
+        (``expires``, ``link``, ...) and for bad values; nothing is written then."""
+        unknown = sorted(set(options) - _APPLY_ASYNC_OPTIONS)
+        if unknown:
+            raise InvalidJobError(
+                f"apply_async: pgqueue has no option {', '.join(map(repr, unknown))}; it "
+                f"takes args, kwargs, countdown, eta, queue, priority and "
+                f"{', '.join(sorted(_APPLY_ASYNC_OPTIONS))}"
+            )
+        if countdown is not None and eta is not None:
+            raise InvalidJobError("apply_async: give countdown or eta, not both")
+        opts: dict[str, Any] = dict(options)
+        if countdown is not None:
+            opts["delay"] = countdown
+        if eta is not None:
+            opts["run_at"] = eta
+        if queue is not None:
+            opts["queue"] = queue
+        if priority is not None:
+            opts["priority"] = priority
+        return self.app.enqueue(
+            self, () if args is None else args, {} if kwargs is None else kwargs, **opts
+        )
+
     def defer_many(self, items: Any, **options: Any) -> list[Job]:
         """Enqueue one job per item (a dict of keyword arguments or a list of positional
         ones) in one COPY; options: queue, priority, max_attempts, connection. Returns
@@ -105,6 +150,12 @@ class Task:
         first), connection (see ``App.enqueue``).
         ``add.options(connection=conn).defer(1, 2)``."""
         return BoundTask(self, options)
+
+
+#: What ``apply_async`` passes on besides its Celery-named arguments.
+_APPLY_ASYNC_OPTIONS = frozenset(
+    {"max_attempts", "dedupe_key", "unique_for", "replace", "group_key", "after", "connection"}
+)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
-from ..errors import LeaseLost
+from ..errors import LeaseLost, Retry
 
 
 @dataclass
@@ -29,6 +30,12 @@ class JobContext:
     lease_lost: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     _extend: Callable[[int, int, float], bool] | None = field(default=None, repr=False)
+
+    def retry(self, countdown: float | None = None, reason: str = "") -> NoReturn:
+        """Run the job again after ``countdown`` seconds (None: the task's backoff):
+        raises ``Retry``, so nothing after it runs. Uses an attempt; past
+        ``max_attempts`` the job ends failed. Celery's ``self.retry(countdown=...)``."""
+        raise Retry(after=countdown, reason=reason)
 
     def extend_lease(self, seconds: float) -> None:
         """Make the lease last at least ``seconds`` from now (fenced; thread-safe).

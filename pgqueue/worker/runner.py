@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import JobTimeout
+from ..errors import JobTimeout, Retry
 from ..tasks import RetryPolicy, Task
 from .context import JobContext
 
@@ -277,16 +277,21 @@ def failure(job: Claimed, task: Task | None, exc: BaseException, started: float)
     final = task is not None and isinstance(exc, task.no_retry_for)
     final = final or isinstance(exc, (SystemExit, KeyboardInterrupt))
     retry = task.retry if task is not None else RetryPolicy()
+    backoff = retry.delay(job.error_count + 1)
+    kind = "error"
+    if isinstance(exc, Retry):  # the handler asked for another run
+        kind, final = "retry", False
+        backoff = backoff if exc.after is None else exc.after
     try:
-        error = _error(job, "error", exc, _describe(exc))
+        error = _error(job, kind, exc, _describe(exc))
     except Exception:  # a traceback that cannot be formatted must not strand the job
-        error = {"attempt": job.attempt, "kind": "error", "message": _describe(exc)}
+        error = {"attempt": job.attempt, "kind": kind, "message": _describe(exc)}
     return Outcome(
         job,
         ok=False,
         final=final,
         error=error,
-        backoff=retry.delay(job.error_count + 1),
+        backoff=backoff,
         duration=time.monotonic() - started,
     )
 
