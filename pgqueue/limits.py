@@ -132,29 +132,35 @@ def check_text(name: str, value: str) -> None:
 _valid_names: set[tuple[str, str]] = set()  # names already checked (a bounded set of names)
 
 
+def _check_name(kind: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+    """``value`` if it is a valid name of ``kind`` (matched to its end), else
+    ``InvalidJobError``; names once found valid are remembered (a bounded set)."""
+    if isinstance(value, str) and (kind, value) in _valid_names:
+        return value
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidJobError(f"invalid {kind} name {value!r}: {rule}")
+    if len(_valid_names) < 10_000:
+        _valid_names.add((kind, value))
+    return value
+
+
 def check_queue(queue: object) -> str:
     """Return ``queue`` if it is a valid queue name, else raise ``InvalidJobError``."""
-    if isinstance(queue, str) and ("q", queue) in _valid_names:
-        return queue
-    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
-        raise InvalidJobError(
-            f"invalid queue name {queue!r}: start with a letter or underscore, then letters, "
-            "digits, '_', '.', '-'; at most 63 characters (e.g. 'emails')"
-        )
-    if len(_valid_names) < 10_000:
-        _valid_names.add(("q", queue))
-    return queue
+    return _check_name(
+        "queue",
+        queue,
+        QUEUE_RE,
+        "start with a letter or underscore, then letters, digits, '_', '.', '-'; "
+        "at most 63 characters (e.g. 'emails')",
+    )
 
 
 def check_task_name(name: object) -> str:
     """Return ``name`` if it is a valid task name, else raise ``InvalidJobError``."""
-    if isinstance(name, str) and ("t", name) in _valid_names:
-        return name
-    if not isinstance(name, str) or not TASK_RE.fullmatch(name):
-        raise InvalidJobError(
-            f"invalid task name {name!r}: start with a letter or underscore, then letters, "
-            "digits, '_', '.', ':', '-'; at most 200 characters (e.g. 'emails.send')"
-        )
-    if len(_valid_names) < 10_000:
-        _valid_names.add(("t", name))
-    return name
+    return _check_name(
+        "task",
+        name,
+        TASK_RE,
+        "start with a letter or underscore, then letters, digits, '_', '.', ':', '-'; "
+        "at most 200 characters (e.g. 'emails.send')",
+    )
