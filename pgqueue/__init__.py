@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .admin import Admin
 from .app import App
 from .errors import (
+    Cancel,
     ConfigurationError,
     InvalidJobError,
     JobCancelled,
@@ -19,6 +20,7 @@ from .errors import (
     ResultTimeout,
     Retry,
     SchemaNotMigrated,
+    Snooze,
     UnknownQueueError,
     UnknownTaskError,
 )
@@ -42,6 +44,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Admin",
     "App",
+    "Cancel",
     "ConfigurationError",
     "InvalidJobError",
     "Job",
@@ -57,6 +60,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "SchemaNotMigrated",
+    "Snooze",
     "Task",
     "UnknownQueueError",
     "UnknownTaskError",

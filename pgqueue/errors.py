@@ -14,6 +14,8 @@ PgQueueError
  +-- LeaseLost                 a fenced write changed nothing: another worker owns the job now
  +-- JobTimeout                a handler ran past its task's timeout
  +-- Retry                     raised by a handler: run me again after ``after`` seconds
+ +-- Snooze                    raised by a handler: not yet, look again later (no attempt)
+ +-- Cancel                    raised by a handler: end cancelled, do not retry
 ```
 """
 
@@ -69,6 +71,37 @@ class Retry(PgQueueError):
         self.after = None if after is None else float(after)
         self.reason = reason
         super().__init__(reason or f"retry requested (after {after}s)")
+
+
+#: How many claims of a job may use no attempt (snoozes, shutdown releases, hand-backs)
+#: before a Snooze fails it instead (kind ``snoozed``).
+MAX_SNOOZES = 1000
+
+
+class Snooze(PgQueueError):
+    """Raise it in a handler for "not yet: look again in ``seconds``" (a resource not
+    ready, a rate limit upstream). The job goes back to queued, due then, WITHOUT using
+    an attempt. Bounded: once ``MAX_SNOOZES`` (1000) of its claims used no attempt, a
+    Snooze fails it instead (kind ``snoozed``), so it cannot snooze forever unnoticed."""
+
+    def __init__(self, seconds: float) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds <= 366 * 86400  # (NaN and infinity fail this too)
+        ):
+            raise ValueError(f"Snooze(seconds) must be from 0 to a year, got {seconds!r}")
+        self.seconds = float(seconds)
+        super().__init__(f"snoozed for {seconds}s")
+
+
+class Cancel(PgQueueError):
+    """Raise it in a handler to end the job ``cancelled`` with ``reason``, not retried
+    (``job.result()`` raises ``JobCancelled``): the work is no longer wanted."""
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason or "cancelled by the handler")
 
 
 class JobNotFound(PgQueueError, LookupError):

@@ -543,6 +543,42 @@ WITH failed AS (
 SELECT state, run_at, CASE WHEN state = 'failed' THEN pg_notify('{done_channel}', id::text) END
 FROM failed;
 
+-- name: job_snooze_fenced
+-- The handler raised Snooze(seconds): back to queued, due that many seconds from now,
+-- without using an attempt (error_count and lost_count stay; attempt, the claim counter
+-- and fencing token, moves on at the next claim as always). Bounded: once the claims
+-- that used no attempt (attempt - error_count - lost_count: snoozes, shutdown releases,
+-- hand-backs) reach %(max_snoozes)s the job fails instead, kind 'snoozed', so a job
+-- cannot snooze forever unnoticed. A cancellation asked meanwhile ends it cancelled.
+WITH snoozed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempt - j.error_count - j.lost_count >= %(max_snoozes)s
+                     THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                             OR j.attempt - j.error_count - j.lost_count >= %(max_snoozes)s
+                           THEN now() END,
+        run_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                        OR j.attempt - j.error_count - j.lost_count >= %(max_snoozes)s
+                      THEN j.run_at
+                      ELSE now() + make_interval(secs => %(seconds)s::float8) END,
+        errors = CASE WHEN j.cancel_requested_at IS NULL
+                       AND j.attempt - j.error_count - j.lost_count >= %(max_snoozes)s
+                      THEN j.errors || jsonb_build_array(jsonb_build_object(
+                          'attempt', j.attempt, 'kind', 'snoozed', 'at', now(),
+                          'worker', j.worker_id,
+                          'message', 'snoozed too often: ' || (j.attempt - j.error_count
+                              - j.lost_count) || ' claims used no attempt (at most '
+                              || %(max_snoozes)s || ')'))
+                      ELSE j.errors END,
+        lease_expires_at = NULL, worker_id = NULL
+    WHERE j.id = %(id)s AND j.attempt = %(attempt)s AND j.worker_id = %(worker_id)s
+      AND j.state = 'running'
+    RETURNING j.id, j.state
+)
+SELECT state, CASE WHEN state <> 'queued' THEN pg_notify('{done_channel}', id::text) END
+FROM snoozed;
+
 -- name: job_heartbeat_fenced
 -- Renews every lease a worker holds in one statement; ids missing from RETURNING were
 -- lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
@@ -582,15 +618,15 @@ WHERE j.id = ANY(%(ids)s::bigint[]) AND (held.map ->> j.id::text)::integer = j.a
   AND j.worker_id = %(worker_id)s AND j.state = 'running';
 
 -- name: job_cancel_fenced
--- The worker stopped a job whose cancellation was asked for (cancel_job): it ends
--- cancelled, is not retried, and the request is recorded in its errors. Whoever waits
--- for its result hears it on {done_channel}.
+-- The worker stopped a job whose cancellation was asked for (cancel_job), or its handler
+-- raised Cancel(reason): it ends cancelled, is not retried, and %(message)s is recorded
+-- in its errors. Whoever waits for its result hears it on {done_channel}.
 WITH cancelled AS (
     UPDATE {schema}.jobs
     SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
         errors = errors || jsonb_build_array(jsonb_build_object(
             'attempt', attempt, 'kind', 'cancelled', 'at', now(), 'worker', worker_id,
-            'message', 'cancelled on request while running'))
+            'message', %(message)s::text))
     WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
       AND state = 'running'
     RETURNING id

@@ -25,6 +25,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ..db import first_line
+from ..errors import MAX_SNOOZES
 from ..maintenance.dependencies import resolve_dependents
 from ..sql import query
 from .heartbeat import Held
@@ -157,15 +158,22 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         ok = [o for o in batch if o.ok]
+        finished: list[int] = []
         if len(ok) == len(batch):  # the common case: only successes
             bad: list[Outcome] = []
             cancelled: list[Outcome] = []
             released: list[Outcome] = []
         else:
-            bad = [o for o in batch if not (o.ok or o.cancelled or o.release)]
+            bad = [
+                o
+                for o in batch
+                if not (o.ok or o.cancelled or o.release or o.snooze is not None)
+            ]
             cancelled = [o for o in batch if o.cancelled]
             released = [o for o in batch if o.release]
-        finished: list[int] = []
+            for o in batch:
+                if o.snooze is not None:
+                    finished.extend(await self._snooze(o))
         async with self.pool.connection() as conn:
             if ok:
                 records = ",".join(
@@ -196,7 +204,12 @@ class Completer:
             for o in cancelled:
                 cur = await conn.execute(
                     query(self.schema, "job_cancel_fenced"),
-                    {"id": o.job.id, "attempt": o.job.attempt, "worker_id": self.worker_id},
+                    {
+                        "id": o.job.id,
+                        "attempt": o.job.attempt,
+                        "worker_id": self.worker_id,
+                        "message": o.message or "cancelled on request while running",
+                    },
                 )
                 row = await cur.fetchone()
                 o.written = True
@@ -232,6 +245,40 @@ class Completer:
                 self._finish_log(o, state)
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
+
+    async def _snooze(self, o: Outcome) -> list[int]:
+        """Write a Snooze (``job_snooze_fenced``, no attempt used); the job's id if it
+        ended instead (snoozed too often: failed; cancellation asked: cancelled)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                query(self.schema, "job_snooze_fenced"),
+                {
+                    "id": o.job.id,
+                    "attempt": o.job.attempt,
+                    "worker_id": self.worker_id,
+                    "seconds": o.snooze,
+                    "max_snoozes": MAX_SNOOZES,
+                },
+            )
+            row = await cur.fetchone()
+        o.written = True
+        self.held.discard(o.job.id, o.job.attempt)
+        state = None if row is None else str(row[0])
+        self.joblog.flush()
+        j = o.job
+        extra = {"job_id": j.id, "task": j.task, "attempt": j.attempt, "event": "snoozed"}
+        if state == "queued":
+            log.info("job %d %s attempt %d snoozed for %.1fs (no attempt used)",
+                     j.id, j.task, j.attempt, o.snooze or 0.0, extra=extra)  # fmt: skip
+            self.on_retry_scheduled()
+            return []
+        if state == "failed":
+            self.failed += 1
+            log.warning("job %d %s: snoozed too often (%d claims used no attempt); failed",
+                        j.id, j.task, MAX_SNOOZES, extra=extra)  # fmt: skip
+        elif state is None:
+            self._finish_log(o, None)
+        return [] if state is None else [j.id]
 
     async def _release(self, conn: Any, released: list[Outcome]) -> list[int]:
         """Hand back jobs of tasks this worker's app does not know (a rolling deploy),

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import JobTimeout, Retry
+from ..errors import Cancel, JobTimeout, Retry, Snooze
 from ..tasks import RetryPolicy, Task
 from .context import JobContext
 
@@ -137,6 +137,8 @@ class Outcome:
     written: bool = False
     cancelled: bool = False
     release: bool = False  # an unknown task: handed back, no attempt used
+    snooze: float | None = None  # Snooze(seconds): back to queued, no attempt used
+    message: str | None = None  # why it ended cancelled (Cancel(reason))
 
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
@@ -274,6 +276,16 @@ def _describe(exc: BaseException) -> str:
 
 def failure(job: Claimed, task: Task | None, exc: BaseException, started: float) -> Outcome:
     """The outcome of a handler that raised ``exc`` (any exception, even SystemExit)."""
+    if isinstance(exc, Snooze):
+        return Outcome(job, ok=False, snooze=exc.seconds, duration=time.monotonic() - started)
+    if isinstance(exc, Cancel):
+        return Outcome(
+            job,
+            ok=False,
+            cancelled=True,
+            message=_storable(f"cancelled by the handler: {exc.reason or 'no reason given'}"),
+            duration=time.monotonic() - started,
+        )
     final = task is not None and isinstance(exc, task.no_retry_for)
     final = final or isinstance(exc, (SystemExit, KeyboardInterrupt))
     retry = task.retry if task is not None else RetryPolicy()

@@ -68,7 +68,8 @@ def test_every_way_a_job_ends_is_told(app: App, conn: Conn, schema: str, listene
         cur = conn.execute(app.query("job_fail_fenced"), {**fail, "id": job_id, "final": final})
         assert [r[0] for r in cur] == [state]
     assert told(listener) == ["2"]
-    conn.execute(app.query("job_cancel_fenced"), {"id": 3, "attempt": 1, "worker_id": "w"})
+    cancel = {"id": 3, "attempt": 1, "worker_id": "w", "message": "asked"}
+    conn.execute(app.query("job_cancel_fenced"), cancel)
     assert told(listener) == ["3"]
     # shutdown: a job whose cancellation was asked ends cancelled, the other goes back
     conn.execute(f'UPDATE "{schema}".jobs SET cancel_requested_at = now() WHERE id = 4')

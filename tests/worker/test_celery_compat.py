@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgqueue import App, InvalidJobError, JobContext, Retry
+from pgqueue import App, Cancel, InvalidJobError, JobCancelled, JobContext, Retry, Snooze
 from tests.worker.inproc import running
 from tests.worker.procs import job, wait_state
 
@@ -65,3 +65,49 @@ def test_apply_async_refuses_what_it_does_not_have(app: App, conn: Conn, schema:
     assert conn.execute(f'SELECT count(*) FROM "{schema}".jobs').fetchone() == (0,)
     with pytest.raises(ValueError, match="0 to 100 years"):
         Retry(after=float("inf"))
+
+
+def test_snooze_uses_no_attempt_and_cancel_ends_cancelled(
+    app: App, conn: Conn, schema: str
+) -> None:
+    """Handler control: Snooze(seconds) puts the job back without using an attempt;
+    Cancel(reason) ends it cancelled, not retried; both fenced like every write."""
+
+    @app.task(bind=True, max_attempts=1)  # a single attempt: a snooze must not use it
+    def wait_for_gpu(ctx: JobContext) -> str:
+        if ctx.attempt < 3:
+            raise Snooze(0.1)
+        return f"ran on claim {ctx.attempt}"
+
+    @app.task(max_attempts=5)
+    def obsolete() -> None:
+        raise Cancel("the evaluation was deleted")
+
+    snoozy, gone = wait_for_gpu.delay(), obsolete.delay()
+    with running(app):
+        assert snoozy.get(timeout=30) == "ran on claim 3"
+        with pytest.raises(JobCancelled, match="the evaluation was deleted"):
+            gone.get(timeout=30)
+    row = job(conn, schema, snoozy)
+    assert (row["attempt"], row["error_count"], row["lost_count"], row["errors"]) == (3, 0, 0, [])
+    row = job(conn, schema, gone)
+    assert (row["state"], row["attempt"]) == ("cancelled", 1)
+    assert [(e["kind"], e["message"]) for e in row["errors"]] == [
+        ("cancelled", "cancelled by the handler: the evaluation was deleted")
+    ]
+
+
+def test_a_job_that_snoozes_too_often_fails(app: App, conn: Conn, schema: str) -> None:
+    @app.task
+    def forever() -> None:
+        raise Snooze(0)
+
+    job_id = forever.delay()
+    # as if it had already snoozed 999 times (claims that used no attempt)
+    conn.execute(f'UPDATE "{schema}".jobs SET attempt = 999 WHERE id = %s', (job_id,))
+    with running(app):
+        row = wait_state(conn, schema, job_id, "failed", timeout=30)
+    assert [e["kind"] for e in row["errors"]] == ["snoozed"]
+    assert "snoozed too often: 1000 claims used no attempt" in row["errors"][0]["message"]
+    with pytest.raises(ValueError, match="from 0 to a year"):
+        Snooze(float("nan"))

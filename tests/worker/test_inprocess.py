@@ -538,12 +538,15 @@ def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
             "final": True,
             "backoff": 0.0,
             "error": '{"kind":"error","message":"stale"}',
+            "message": "stale",
+            "max_snoozes": 1000,
         }
         for name in (
             "job_complete_fenced",
             "job_heartbeat_fenced",
             "job_fail_fenced",
             "job_cancel_fenced",
+            "job_snooze_fenced",
             "job_extend_lease_fenced",
             "job_release_fenced",
         ):
@@ -583,6 +586,8 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
             "final": True,
             "backoff": 0.0,
             "error": '{"kind":"error","message":"stale"}',
+            "message": "stale",
+            "max_snoozes": 1000,
         }
         for name in (
             "job_complete_fenced",
@@ -590,6 +595,7 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
             "job_held_check",
             "job_fail_fenced",
             "job_cancel_fenced",
+            "job_snooze_fenced",
             "job_extend_lease_fenced",
             "job_release_fenced",
         ):
