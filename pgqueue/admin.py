@@ -94,14 +94,14 @@ class Admin:
         return self._rows("worker_list")
 
     # -- steering ------------------------------------------------------------------------
-    def retry(self, job_ids: Iterable[int]) -> dict[int, bool]:
+    def retry(self, job_ids: Iterable[int] | int) -> dict[int, bool]:
         """Put failed or cancelled jobs back to queued with fresh attempts.
 
         Returns job id -> whether it was retried (False: it was not failed/cancelled, or
         its dedupe key is held by another unfinished job). Raises ``JobNotFound`` (and
         retries nothing) if any id does not exist.
         """
-        ids = [_job_id(i) for i in job_ids]
+        ids = _job_ids(job_ids)
         self._exist(ids)
         return {i: bool(self._rows("job_retry", {"id": i})[0]["retried"]) for i in ids}
 
@@ -113,12 +113,12 @@ class Admin:
             check_task_name(task)
         return int(self._rows("job_retry_failed", {"queue": queue, "task": task})[0]["retried"])
 
-    def cancel(self, job_ids: Iterable[int]) -> dict[int, str]:
+    def cancel(self, job_ids: Iterable[int] | int) -> dict[int, str]:
         """Cancel jobs: queued ones at once ('cancelled'); running ones are asked to stop
         ('cancelling': the worker hears it within a second and the job ends cancelled).
         A job that had already finished keeps its state, which is returned. Raises
         ``JobNotFound`` (and cancels nothing) if any id does not exist."""
-        ids = [_job_id(i) for i in job_ids]
+        ids = _job_ids(job_ids)
         self._exist(ids)
         return {i: str(self._rows("job_cancel", {"id": i})[0]["state"]) for i in ids}
 
@@ -207,6 +207,15 @@ def _limit(name: str, value: object) -> float | None:
         kind = "a whole number" if whole else "a number of seconds"
         raise InvalidJobError(f"{name} must be {kind} from {low:g} to {high:g}, got {value!r}")
     return value if whole else float(value)  # type: ignore[return-value,arg-type]
+
+
+def _job_ids(values: Iterable[int] | int) -> list[int]:
+    """One job id or many, checked (``InvalidJobError`` names a bad one)."""
+    if isinstance(values, int) and not isinstance(values, bool):
+        return [_job_id(values)]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidJobError(f"expected a job id or a list of job ids, got {values!r}")
+    return [_job_id(i) for i in values]
 
 
 def _job_id(value: object) -> int:

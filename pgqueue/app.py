@@ -13,12 +13,13 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import migrate as _migrate
 from .admin import Admin
-from .db import application_name, connect, resolve_dsn, validate_schema
+from .db import application_name, resolve_dsn, validate_schema
 from .enqueueing import Enqueueing
 from .errors import ConfigurationError, InvalidJobError
 from .jobspec import JobSpec, check_queue, check_task_name, to_params
 from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, Limits
 from .periodic import Periodic, declare
+from .pooler import behind_pooler, connect_detecting, resolve_listen_dsn
 from .pools import AsyncPool, Pool
 from .results import DoneListener, Job, check_job_id
 from .sql import query
@@ -35,8 +36,11 @@ class App(Enqueueing):
     ``pgqueue``. ``strict_tasks``: enqueue by name only for registered tasks (set False
     in a producer that does not import the task code). ``max_payload_bytes`` (default
     256 KiB, at most 1 MiB) and ``max_depth`` (default 64, at most 200): the limits on
-    a job's arguments (``pgqueue.limits``). Nothing connects until first use; a bad
-    schema name or limit raises ``ConfigurationError`` here, a bad DSN on first use.
+    a job's arguments (``pgqueue.limits``). ``listen_dsn`` (default
+    ``PGQUEUE_LISTEN_DSN``): a direct connection for LISTEN when ``dsn`` goes through a
+    transaction pooler such as pgbouncer (``pgqueue.pooler``); without one there, workers
+    and result waiters poll. Nothing connects until first use; a bad schema name or limit
+    raises ``ConfigurationError`` here, a bad DSN on first use.
     """
 
     def __init__(
@@ -48,11 +52,14 @@ class App(Enqueueing):
         pool_max_size: int = 10,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        listen_dsn: str | None = None,
     ) -> None:
         self.schema = validate_schema(schema)
         self.limits = Limits(max_payload_bytes=max_payload_bytes, max_depth=max_depth)
         self._dsn_arg = dsn
         self._dsn: str | None = None
+        self._listen_dsn_arg = listen_dsn
+        self._pooler: bool | None = None
         self.strict_tasks = strict_tasks
         if pool_max_size < 1:
             raise ConfigurationError("pool_max_size must be at least 1")
@@ -73,6 +80,20 @@ class App(Enqueueing):
         if self._dsn is None:
             self._dsn = resolve_dsn(self._dsn_arg)
         return self._dsn
+
+    @property
+    def listen_dsn(self) -> str | None:
+        """The DSN for LISTEN connections if one is set (``listen_dsn``,
+        ``PGQUEUE_LISTEN_DSN``), else None: LISTEN uses ``dsn``."""
+        return resolve_listen_dsn(self._listen_dsn_arg)
+
+    @property
+    def pooler(self) -> bool:
+        """Whether ``dsn`` goes through a connection pooler (``pgqueue.pooler``); found
+        out on first use (one connection, cached per process)."""
+        if self._pooler is None:
+            self._pooler = behind_pooler(self.dsn)
+        return self._pooler
 
     def query(self, name: str) -> str:
         """A named query from ``pgqueue/sql/queries.sql`` for this app's schema."""
@@ -172,6 +193,8 @@ class App(Enqueueing):
                     kwargs={
                         "autocommit": True,
                         "application_name": application_name(self.dsn, "producer"),
+                        # behind a transaction pooler, prepared statements clash
+                        **({"prepare_threshold": None} if self.pooler else {}),
                     },
                     open=False,
                     name="pgqueue",
@@ -181,7 +204,8 @@ class App(Enqueueing):
 
     def _probe(self) -> str:
         """Resolve the DSN, connect once and check the schema; fail fast with the cause."""
-        with connect(self.dsn) as conn:
+        conn, self._pooler = connect_detecting(self.dsn, "producer")
+        with conn:
             self._check_schema_sync(conn)
         return self.dsn
 
@@ -233,7 +257,11 @@ class App(Enqueueing):
                 dsn,
                 min_size=1,
                 max_size=self.pool_max_size,
-                kwargs={"autocommit": True, "application_name": application_name(dsn, "producer")},
+                kwargs={
+                    "autocommit": True,
+                    "application_name": application_name(dsn, "producer"),
+                    **({"prepare_threshold": None} if self.pooler else {}),
+                },
                 open=False,
                 name="pgqueue-async",
             )

@@ -234,7 +234,10 @@ def connect(
     dsn = with_connect_timeout(dsn)
     try:
         return psycopg.connect(
-            dsn, autocommit=autocommit, application_name=application_name(dsn, role)
+            dsn,
+            autocommit=autocommit,
+            application_name=application_name(dsn, role),
+            prepare_threshold=None,  # short-lived, and safe behind a pooler (pooler.py)
         )
     except psycopg.OperationalError as exc:
         raise ConfigurationError(describe_connect_error(dsn, exc)) from exc

@@ -6,6 +6,12 @@ thousand waiters cost one connection. Every statement that finishes jobs names t
 that channel (a completion batch in one NOTIFY per 300 ids); the listener's thread calls
 the callbacks registered for the ids named, and every callback after each (re)connect
 (notices sent while it was not listening are lost, so everyone re-reads).
+
+Through a transaction pooler (pgbouncer) LISTEN cannot work: the app's ``listen_dsn``
+(a direct connection) is used if it has one; if not, the listener sends itself one
+notification from another connection, and if it does not arrive within
+``PROBE_TIMEOUT`` says so once and wakes every waiter every ``NO_LISTEN_POLL_INTERVAL``
+seconds instead (each re-reads its job).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .db import application_name, first_line, with_connect_timeout
+from .db import application_name, first_line, server_of, with_connect_timeout
+from .pooler import NO_LISTEN_POLL_INTERVAL, PROBE_TIMEOUT, probe_token, send_probe
 from .sql import done_channel_for
 
 if TYPE_CHECKING:
@@ -49,8 +56,11 @@ class DoneListener:
         idle_close: float = 30.0,
         probe_interval: float = 10.0,
         tick: float = 0.5,
+        check_delivery_via: str | None = None,
     ) -> None:
         self.dsn = dsn
+        self.check_delivery_via = check_delivery_via
+        self.deaf = False  # notifications cannot arrive: waiters are woken on a timer
         self.channel = channel
         self.idle_close = idle_close
         self.probe_interval = probe_interval
@@ -125,6 +135,7 @@ class DoneListener:
             with_connect_timeout(self.dsn),
             autocommit=True,
             application_name=application_name(self.dsn, "results"),
+            prepare_threshold=None,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
@@ -147,10 +158,23 @@ class DoneListener:
                 stop, idle_since = self._idle_exit(idle_since)
                 if stop:
                     return
+                if self.deaf:
+                    self._closed.wait(NO_LISTEN_POLL_INTERVAL)
+                    self._wake_all()  # each waiter re-reads its job
+                    continue
                 if conn is None:
                     try:
                         conn = self._connect()
+                        if self.check_delivery_via is not None and not self._delivered(conn):
+                            self.deaf = True
+                            conn.close()
+                            conn = None
+                            continue
                     except psycopg.Error as exc:
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                conn.close()
+                            conn = None
                         log.warning(
                             "results LISTEN connection failed, retrying in %.1fs: %s",
                             backoff,
@@ -187,11 +211,39 @@ class DoneListener:
                     self._thread = None
 
 
+    def _delivered(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether a notification sent from another connection reaches ``conn`` (checked
+        once); logs once if not. Raises psycopg's error if it cannot send."""
+        assert self.check_delivery_via is not None
+        token = probe_token()
+        send_probe(self.check_delivery_via, self.channel, token)
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            for note in conn.notifies(timeout=left):
+                if note.payload == token:
+                    self.check_delivery_via = None
+                    return True
+                self._dispatch(note.payload)
+        log.warning(
+            "notifications do not arrive through the connection pooler at %s (pgbouncer "
+            "in transaction mode?): job results are re-read every %.1f s instead of on "
+            "NOTIFY; give a direct connection with listen_dsn= or PGQUEUE_LISTEN_DSN",
+            server_of(self.dsn),
+            NO_LISTEN_POLL_INTERVAL,
+        )
+        return False
+
+
 def done_listener(app: App) -> DoneListener:
     """The app's ``DoneListener``, created on first use."""
     with app._lock:
         listener = app._done_listener
         if listener is None:
-            listener = DoneListener(app.dsn, done_channel_for(app.schema))
+            listen_dsn = app.listen_dsn
+            listener = DoneListener(
+                listen_dsn or app.dsn,
+                done_channel_for(app.schema),
+                check_delivery_via=app.dsn if listen_dsn is None and app.pooler else None,
+            )
             app._done_listener = listener
         return listener

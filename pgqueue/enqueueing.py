@@ -58,6 +58,12 @@ class Enqueueing:
 
     # -- building rows ---------------------------------------------------------------
     def _params(self, spec: JobSpec) -> dict[str, Any]:
+        if not isinstance(spec, JobSpec):
+            raise InvalidJobError(
+                f"enqueue_many takes JobSpec items, got a {type(spec).__name__}: use "
+                "JobSpec('task', args=[...], kwargs={...}) or my_task.spec(*args, **kwargs), "
+                "or enqueue_batch(task, items) for many jobs of one task"
+            )
         task = self.tasks.get(spec.task)
         if task is None and self.strict_tasks:
             known = ", ".join(sorted(self.tasks)) or "none"

@@ -6,6 +6,14 @@ notifications sent while it was down are lost. Meanwhile the worker keeps pollin
 its poll interval, so jobs are still picked up, only later. A quiet connection is
 probed with SELECT 1 every 10 s (and TCP keepalives are on), so a half-open one is
 noticed and replaced instead of waiting forever.
+
+Through a transaction pooler (pgbouncer) LISTEN stays on a server connection that is not
+ours after the statement, and notifications never come. Given ``check_delivery_via`` (the
+worker does so behind a pooler without a listen DSN: ``pgqueue.pooler``), the listener
+sends itself one notification from another connection; if it has not arrived within
+``PROBE_TIMEOUT`` it says so once, closes, and sets ``deaf``: the worker then polls
+every ``NO_LISTEN_POLL_INTERVAL`` seconds. In pgbouncer's session mode it arrives, and
+LISTEN is used as on a direct connection.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from .db import application_name, first_line, with_connect_timeout
+from .db import application_name, first_line, server_of, with_connect_timeout
+from .pooler import NO_LISTEN_POLL_INTERVAL, PROBE_TIMEOUT, probe_token, send_probe_async
 
 log = logging.getLogger("pgqueue.listener")
 
@@ -34,8 +43,12 @@ class Listener:
         cancel_channel: str | None = None,
         on_cancel: Callable[[int], None] | None = None,
         worker_id: str | None = None,
+        check_delivery_via: str | None = None,
     ) -> None:
         self.dsn = dsn
+        self.check_delivery_via = check_delivery_via
+        self.deaf = False  # notifications cannot arrive: the worker polls instead
+        self._checked = False  # check_delivery_via: done once
         self.worker_id = worker_id
         self.channel = channel
         self.cancel_channel = cancel_channel
@@ -57,6 +70,7 @@ class Listener:
                     with_connect_timeout(self.dsn),
                     autocommit=True,
                     application_name=application_name(self.dsn, "listen", self.worker_id),
+                    prepare_threshold=None,
                     keepalives=1,
                     keepalives_idle=10,
                     keepalives_interval=5,
@@ -78,6 +92,12 @@ class Listener:
                     if not first:
                         self.reconnects += 1
                         log.info("LISTEN connection re-opened; polling once for missed jobs")
+                    if self.check_delivery_via and not self._checked:
+                        arrived = await self._delivered(conn)
+                        self._checked = True
+                        if not arrived:
+                            self.deaf = True
+                            break
                     first = False
                     backoff = 0.1
                     self.wake()  # anything enqueued while we were not listening
@@ -101,3 +121,40 @@ class Listener:
                 log.warning("LISTEN connection lost, reconnecting: %s", reason)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+        # Deaf: notifications cannot arrive here. Stay (a finished service would stop the
+        # worker) until cancelled; the worker polls meanwhile.
+        self.connected.clear()
+        await asyncio.Event().wait()
+
+    async def _delivered(self, conn: psycopg.AsyncConnection[object]) -> bool:
+        """Whether a notification sent from another connection reaches ``conn``; other
+        notifications that come meanwhile are handled as usual. Logs once if not."""
+        assert self.check_delivery_via is not None
+        token = probe_token()
+        await send_probe_async(self.check_delivery_via, self.channel, token)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROBE_TIMEOUT
+        while (left := deadline - loop.time()) > 0:
+            async for note in conn.notifies(timeout=left):
+                if note.payload == token:
+                    log.info(
+                        "notifications arrive through the connection pooler at %s "
+                        "(session mode): waking on LISTEN",
+                        server_of(self.dsn),
+                    )
+                    return True
+                if note.channel == self.channel:
+                    if note.payload in self.queues:
+                        self.wake()
+                elif self.on_cancel is not None and note.payload.isdigit():
+                    self.on_cancel(int(note.payload))
+        log.warning(
+            "notifications do not arrive through the connection pooler at %s (pgbouncer "
+            "in transaction mode?): polling for jobs every %.1f s instead of waking on "
+            "LISTEN; give a direct connection with --listen-dsn or PGQUEUE_LISTEN_DSN "
+            "to wake at once",
+            server_of(self.dsn),
+            NO_LISTEN_POLL_INTERVAL,
+        )
+        return False

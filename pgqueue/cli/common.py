@@ -24,6 +24,7 @@ class Settings:
     dsn: str | None
     schema: str | None
     app_path: str | None
+    listen_dsn: str | None = None
     _app: App | None = field(default=None, repr=False)
 
     def app(self, *, strict_tasks: bool | None = None) -> App:
@@ -33,13 +34,23 @@ class Settings:
                 user_app = load_app(self.app_path)
                 dsn = self.dsn if self.dsn is not None else user_app._dsn_arg
                 schema = self.schema if self.schema is not None else user_app.schema
-                app = App(dsn, schema=schema, strict_tasks=user_app.strict_tasks)
+                app = App(
+                    dsn,
+                    schema=schema,
+                    strict_tasks=user_app.strict_tasks,
+                    pool_max_size=user_app.pool_max_size,
+                    max_payload_bytes=user_app.limits.max_payload_bytes,
+                    max_depth=user_app.limits.max_depth,
+                    listen_dsn=self.listen_dsn or user_app._listen_dsn_arg,
+                )
                 app.tasks = user_app.tasks
                 app.schedules = user_app.schedules
                 for t in app.tasks.values():
                     t.app = app
             else:
-                app = App(self.dsn, schema=self.schema, strict_tasks=False)
+                app = App(
+                    self.dsn, schema=self.schema, strict_tasks=False, listen_dsn=self.listen_dsn
+                )
             self._app = app
             ctx = click.get_current_context(silent=True)
             if ctx is not None:  # close the pool when the command ends, not at exit/GC

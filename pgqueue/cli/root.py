@@ -53,9 +53,23 @@ class Group(click.Group):
     help="Your pgqueue.App, e.g. myproject.jobs:app (or $PGQUEUE_APP). "
     "Needed by `work`; lets `enqueue` check task names.",
 )
+@click.option(
+    "--listen-dsn",
+    envvar="PGQUEUE_LISTEN_DSN",
+    metavar="DSN",
+    help="A direct connection for LISTEN when --dsn goes through pgbouncer in transaction "
+    "mode (or $PGQUEUE_LISTEN_DSN). Without one there, workers and result waits poll "
+    "every 0.5 s.",
+)
 @click.version_option(package_name="pgqueue")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    dsn: str | None,
+    schema: str | None,
+    app_path: str | None,
+    listen_dsn: str | None,
+) -> None:
     """pgqueue: a durable job queue inside your PostgreSQL.
 
     \b
@@ -69,7 +83,7 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
       pgqueue enqueue tasks.add --args '[1, 2]'
       pgqueue status                       jobs per queue and state
     """
-    ctx.obj = Settings(dsn=dsn, schema=schema, app_path=app_path)
+    ctx.obj = Settings(dsn=dsn, schema=schema, app_path=app_path, listen_dsn=listen_dsn)
 
 
 def _register() -> None:

@@ -106,7 +106,18 @@ from .durations import Duration
     "PostgreSQL crash a just-claimed job may run again; nothing enqueued or finished is lost.",
 )
 @click.option(
-    "--no-listen", is_flag=True, help="Poll only, no LISTEN (for pgbouncer in transaction mode)."
+    "--no-listen",
+    is_flag=True,
+    help="Poll only (every --poll-interval), no LISTEN connection. Behind pgbouncer in "
+    "transaction mode pgqueue finds out by itself that LISTEN cannot work and polls every "
+    "0.5 s; give --listen-dsn to wake on NOTIFY there.",
+)
+@click.option(
+    "--listen-dsn",
+    "work_listen_dsn",
+    metavar="DSN",
+    help="A direct connection (not through pgbouncer) for LISTEN, when --dsn goes through "
+    "pgbouncer in transaction mode; same as the global --listen-dsn or $PGQUEUE_LISTEN_DSN.",
 )
 @click.option(
     "--burst",
@@ -142,6 +153,7 @@ def work(
     unknown_task_timeout: float,
     fast_claims: bool,
     no_listen: bool,
+    work_listen_dsn: str | None,
     burst: bool,
     log_level: str,
     log_format: str,
@@ -185,6 +197,8 @@ def work(
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")
+    if work_listen_dsn:
+        settings.listen_dsn = work_listen_dsn
     if burst and processes > 1:
         raise ConfigurationError("--burst runs one worker process: drop --processes")
     app = settings.app()

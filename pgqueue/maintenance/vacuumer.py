@@ -5,8 +5,11 @@ normally clears them (0001 and 0004 tune it for these tables). ``jobs`` gets dea
 from every claim and completion, ``succeeded_jobs`` from the pruner; without a vacuum
 neither reuses the space, and the history table grows by what is pruned. Some servers
 run with autovacuum off, or it falls behind; then this service, every ``interval`` in
-one worker at a time (a session advisory lock), runs ``VACUUM (ANALYZE)`` on each table
-whose dead rows pass ``min_dead`` and ``dead_fraction`` of its live ones.
+one worker at a time (a session advisory lock), runs ``VACUUM (ANALYZE, SKIP_LOCKED)`` on
+each table whose dead rows pass ``min_dead`` and ``dead_fraction`` of its live ones.
+Behind a transaction pooler a session lock would stay on a server connection someone
+else gets next (``session_lock=False``): there SKIP_LOCKED alone keeps two workers from
+vacuuming one table at once (the second skips it).
 
 VACUUM needs the tables' owner (PostgreSQL 17+: the MAINTAIN privilege). A worker that
 runs as a least-privilege role (``pgqueue grant worker``) has neither, and a VACUUM
@@ -43,6 +46,7 @@ class Vacuumer(Service):
         min_dead: int = 20_000,
         dead_fraction: float = 0.2,
         stale_after: float = 120.0,
+        session_lock: bool = True,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -53,6 +57,7 @@ class Vacuumer(Service):
             "stale_after": stale_after,
             "key": f"{schema}.vacuum",
         }
+        self.session_lock = session_lock
         self.vacuums = 0
         self.allowed: bool | None = None  # may this role VACUUM the tables (first pass)
 
@@ -99,10 +104,11 @@ class Vacuumer(Service):
             due = [r for r in await cur.fetchall() if r[1]]
             if not due:
                 return False
-            cur = await conn.execute(query(self.schema, "jobs_vacuum_lock"), self.params)
-            locked = await cur.fetchone()
-            if not locked or not locked[0]:
-                return False  # another worker is at it
+            if self.session_lock:
+                cur = await conn.execute(query(self.schema, "jobs_vacuum_lock"), self.params)
+                locked = await cur.fetchone()
+                if not locked or not locked[0]:
+                    return False  # another worker is at it
             try:
                 for table, _, dead, live in due:
                     log.info(
@@ -111,5 +117,6 @@ class Vacuumer(Service):
                     await conn.execute(query(self.schema, VACUUM_QUERY[table]))
                     self.vacuums += 1
             finally:
-                await conn.execute(query(self.schema, "jobs_vacuum_unlock"), self.params)
+                if self.session_lock:
+                    await conn.execute(query(self.schema, "jobs_vacuum_unlock"), self.params)
         return True

@@ -55,6 +55,13 @@ def queries(schema: str) -> dict[str, str]:
     }
 
 
+def plain(name: str) -> str:
+    """A query that names no schema object (``KeyError`` if there is no such query)."""
+    body = _raw()[name]
+    assert "{schema}" not in body, f"{name} names the schema: use query(schema, name)"
+    return body
+
+
 def query(schema: str, name: str) -> str:
     """One query by name; ``KeyError`` if there is no such query (a bug, not user input)."""
     return queries(schema)[name]

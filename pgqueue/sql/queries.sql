@@ -918,17 +918,20 @@ FROM pg_class AS c
 WHERE c.oid IN ('{schema}.jobs'::regclass, '{schema}.succeeded_jobs'::regclass);
 
 -- name: jobs_vacuum_lock
--- Session-level: VACUUM cannot run inside a transaction, so no xact lock here.
+-- Session-level: VACUUM cannot run inside a transaction, so no xact lock here. Behind a
+-- transaction pooler a session lock would stay on whichever server connection took it,
+-- so there the vacuumer takes none and relies on SKIP_LOCKED below (a table another
+-- worker is vacuuming is skipped, not waited for).
 SELECT pg_try_advisory_lock(hashtext(%(key)s)) AS locked;
 
 -- name: jobs_vacuum_unlock
 SELECT pg_advisory_unlock(hashtext(%(key)s));
 
 -- name: jobs_vacuum
-VACUUM (ANALYZE) {schema}.jobs;
+VACUUM (ANALYZE, SKIP_LOCKED) {schema}.jobs;
 
 -- name: succeeded_jobs_vacuum
-VACUUM (ANALYZE) {schema}.succeeded_jobs;
+VACUUM (ANALYZE, SKIP_LOCKED) {schema}.succeeded_jobs;
 
 -- name: queue_stats_list
 SELECT queue, queued, scheduled, running, failed, oldest_queued_age_seconds,
@@ -1123,3 +1126,27 @@ WITH due AS (
 UPDATE {schema}.jobs AS j SET priority = j.priority + 1
 WHERE j.id = ANY(ARRAY(SELECT id FROM aged_plain UNION ALL SELECT id FROM aged_grouped))
 RETURNING j.id;
+
+-- Connection poolers (pgqueue/pooler.py) -----------------------------------------------
+
+-- name: server_probe_option
+-- Did the startup option -c pgqueue.probe=on arrive? A direct connection says 'on'; a
+-- pooler told to ignore the options parameter drops it, and this reads NULL (missing_ok).
+SELECT current_setting('pgqueue.probe', true);
+
+-- name: session_settings_local
+-- The worker's session settings for one transaction, behind a transaction pooler where a
+-- session setting would stay on a server connection someone else gets next: jit off (the
+-- flow claim's recursive scan looks expensive on a big queue and was JIT-compiled for
+-- 700 ms), lock_timeout 10 s (a write stuck behind a row an open psql session holds gives
+-- up and is retried), synchronous_commit off for --fast-claims (NULL keeps the server's).
+-- plan_cache_mode is not needed there: nothing is prepared behind a pooler.
+SELECT set_config('jit', 'off', true),
+       set_config('lock_timeout', '10s', true),
+       set_config('synchronous_commit',
+                  coalesce(%(synchronous_commit)s::text, current_setting('synchronous_commit')),
+                  true);
+
+-- name: notify_probe
+-- A notification to see whether LISTEN works on this connection path (see pooler.py).
+SELECT pg_notify(%(channel)s, %(token)s);

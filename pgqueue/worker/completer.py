@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..db import first_line
 from ..errors import MAX_SNOOZES
 from ..maintenance.dependencies import resolve_dependents
+from ..pooler import execute as pooler_execute
 from ..sql import query
 from .heartbeat import Held
 from .joblog import JobLog
@@ -53,8 +54,11 @@ class Completer:
         held: Held,
         on_retry_scheduled: Callable[[], None],
         joblog: JobLog,
+        *,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.pool = pool
+        self.settings = settings  # behind a pooler: sent with each write (pooler.execute)
         self.joblog = joblog
         self.schema = schema
         self.worker_id = worker_id
@@ -165,9 +169,7 @@ class Completer:
             released: list[Outcome] = []
         else:
             bad = [
-                o
-                for o in batch
-                if not (o.ok or o.cancelled or o.release or o.snooze is not None)
+                o for o in batch if not (o.ok or o.cancelled or o.release or o.snooze is not None)
             ]
             cancelled = [o for o in batch if o.cancelled]
             released = [o for o in batch if o.release]
@@ -180,7 +182,8 @@ class Completer:
                     f'{{"id":{o.job.id},"attempt":{o.job.attempt},"result":{o.result_json}}}'
                     for o in ok
                 )
-                cur = await conn.execute(
+                cur = await self._execute(
+                    conn,
                     query(self.schema, "job_complete_fenced"),
                     {
                         "done": "[" + records + "]",
@@ -202,7 +205,8 @@ class Completer:
                         self.joblog.succeeded(o.job, o.duration)
                 self.succeeded += len(done)
             for o in cancelled:
-                cur = await conn.execute(
+                cur = await self._execute(
+                    conn,
                     query(self.schema, "job_cancel_fenced"),
                     {
                         "id": o.job.id,
@@ -221,7 +225,8 @@ class Completer:
                 finished.extend(await self._release(conn, released))
             for o in bad:
                 row = await (
-                    await conn.execute(
+                    await self._execute(
+                        conn,
                         query(self.schema, "job_fail_fenced"),
                         {
                             "id": o.job.id,
@@ -246,11 +251,15 @@ class Completer:
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
 
+    async def _execute(self, conn: Any, sql: str, params: Any) -> Any:
+        return await pooler_execute(conn, sql, params, settings=self.settings)
+
     async def _snooze(self, o: Outcome) -> list[int]:
         """Write a Snooze (``job_snooze_fenced``, no attempt used); the job's id if it
         ended instead (snoozed too often: failed; cancellation asked: cancelled)."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
+            cur = await self._execute(
+                conn,
                 query(self.schema, "job_snooze_fenced"),
                 {
                     "id": o.job.id,
@@ -284,7 +293,8 @@ class Completer:
         """Hand back jobs of tasks this worker's app does not know (a rolling deploy),
         fenced, without using an attempt (see ``job_release_unknown_fenced``). Returns
         the ids of those that ended cancelled instead (their cancellation was asked)."""
-        cur = await conn.execute(
+        cur = await self._execute(
+            conn,
             query(self.schema, "job_release_unknown_fenced"),
             {
                 "ids": [o.job.id for o in released],

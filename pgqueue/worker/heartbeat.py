@@ -91,6 +91,9 @@ class Heartbeat(threading.Thread):
             kwargs={
                 "autocommit": True,
                 "application_name": application_name(dsn, "heartbeat", self.worker_id),
+                # one statement every lease/3: preparing saves nothing, and behind a
+                # transaction pooler prepared statements clash (pgqueue/pooler.py)
+                "prepare_threshold": None,
             },
             open=False,
             name="pgqueue-heartbeat",

@@ -34,6 +34,9 @@ from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
 from ..maintenance.dependencies import resolve_dependents
 from ..maintenance.unknown_tasks import UnknownTasks
+from ..pooler import NO_LISTEN_POLL_INTERVAL
+from ..pooler import execute as pooler_execute
+from ..sql import plain
 from .completer import Completer
 from .config import WorkerConfig
 from .decode import decode_rows, fail_undecodable
@@ -87,6 +90,8 @@ class Worker:
         self._alternate = False
         self._fast_busy = False
         self.listener: Listener | None = None
+        self.pooler = False  # behind a transaction pooler (set by run; see pooler.py)
+        self.local_settings: dict[str, Any] | None = None
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
         self.pruner: Pruner | None = None
@@ -149,9 +154,12 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
-        pool, claim_pool = await open_pools(dsn, cfg, self.id)
+        pools = await open_pools(dsn, cfg, self.id)
+        pool, claim_pool = pools.shared, pools.claim
         self.pool = pool
         self.claim_pool = claim_pool
+        self.pooler = pools.pooler
+        self.local_settings = pools.settings
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="pgqueue-job")
         row = {
             "id": self.id,
@@ -173,7 +181,9 @@ class Worker:
         self.heartbeat = heartbeat
         joblog = JobLog(log)
         joblog.start()
-        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up, joblog)
+        self.completer = Completer(
+            pool, schema, self.id, self.held, self._wake_up, joblog, settings=pools.settings
+        )
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,
@@ -186,7 +196,7 @@ class Worker:
             self._slot.set,
             joblog,
         )
-        build_maintenance(self, pool)
+        build_maintenance(self, pool, pools.pooler)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
@@ -280,7 +290,7 @@ class Worker:
             if timeout <= 0:
                 # A job is due, yet the claim did not return it: another transaction holds
                 # its row lock (SKIP LOCKED passed it over). Back off instead of spinning.
-                timeout, due_backoff = due_backoff, min(due_backoff * 2, cfg.poll_interval)
+                timeout, due_backoff = due_backoff, min(due_backoff * 2, self.poll_interval)
             else:
                 due_backoff = _DUE_BACKOFF_START
             await self._sleep(timeout, wake=self._wake)
@@ -299,6 +309,8 @@ class Worker:
                 # One transaction, one round trip (pipeline): lock the limited queues' rows,
                 # then claim in a fresh snapshot (see queue_lock_limited for why).
                 async with conn.pipeline(), conn.transaction():
+                    if self.local_settings is not None:  # behind a pooler: see pooler.py
+                        await conn.execute(plain("session_settings_local"), self.local_settings)
                     lock = await conn.execute(self.app.query("queue_lock_limited"), params)
                     cur = await conn.execute(self.app.query("job_claim_flow"), params)
                 rows = await cur.fetchall()
@@ -306,7 +318,9 @@ class Worker:
                 self._flow_busy = bool(rows)
                 self._flow_at = time.monotonic()
             else:
-                cur = await conn.execute(self.app.query("job_claim_batch"), params)
+                cur = await pooler_execute(
+                    conn, self.app.query("job_claim_batch"), params, settings=self.local_settings
+                )
                 rows = await cur.fetchall()
         jobs, poison = decode_rows(rows)
         if poison:  # rows that cannot be decoded fail alone (see decode.py)
@@ -355,10 +369,19 @@ class Worker:
                 )
                 row = await cur.fetchone()
         except psycopg.Error:
-            return self.config.poll_interval
+            return self.poll_interval
         if row is None or row[0] is None:
-            return self.config.poll_interval
-        return max(0.0, min(float(row[0]), self.config.poll_interval))
+            return self.poll_interval
+        return max(0.0, min(float(row[0]), self.poll_interval))
+
+    @property
+    def poll_interval(self) -> float:
+        """The longest idle sleep: ``config.poll_interval``, or at most
+        ``NO_LISTEN_POLL_INTERVAL`` while notifications cannot arrive (behind a
+        transaction pooler without a listen DSN: see ``Listener.deaf``)."""
+        if self.listener is not None and self.listener.deaf:
+            return min(self.config.poll_interval, NO_LISTEN_POLL_INTERVAL)
+        return self.config.poll_interval
 
     async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         assert self._stop_event is not None

@@ -11,7 +11,7 @@ periodic tasks) and the ``Listener`` (with ``listen``). Each is kept on the work
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -22,6 +22,7 @@ from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
 from ..maintenance.dependencies import DependencySweep
 from ..maintenance.unknown_tasks import UnknownTasks
+from ..pooler import behind_pooler, with_options, worker_settings
 from ..pools import AsyncPool
 from ..sql import cancel_channel_for, channel_for
 from .config import WorkerConfig
@@ -42,39 +43,56 @@ GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan -c lock_timeout=10s -c ji
 # fast path waited too. Every statement here is a short one; JIT never pays off.)
 
 
-async def open_pools(
-    dsn: str, cfg: WorkerConfig, worker_id: str
-) -> tuple[AsyncConnectionPool, AsyncConnectionPool]:
-    """The worker's pools, opened: (shared pool for the completer and services, the claim
-    loop's own connection). Raises ``ConfigurationError`` naming the cause when they
-    cannot fill within 30 s (each connection attempt has the DSN's connect timeout)."""
+class Pools(NamedTuple):
+    """The worker's connections (see ``open_pools``)."""
+
+    shared: AsyncConnectionPool
+    claim: AsyncConnectionPool
+    pooler: bool
+    """``dsn`` goes through a transaction pooler (``pgqueue.pooler``)."""
+    settings: dict[str, Any] | None
+    """Behind a pooler: the parameters of ``session_settings_local``, which the claim and
+    the completer send in each of their transactions (``pooler.execute``); None on a
+    direct connection, where the startup options carry them."""
+
+
+async def open_pools(dsn: str, cfg: WorkerConfig, worker_id: str) -> Pools:
+    """The worker's pools, opened: a shared one for the completer and the maintenance
+    services (1 connection, a second while both write at once), and the claim loop's own
+    connection. Raises ``ConfigurationError`` naming the cause when they cannot fill
+    within 30 s (each connection attempt has the DSN's connect timeout)."""
+    pooler = await asyncio.to_thread(behind_pooler, dsn)
+
+    def kwargs(role: str, extra: str = "") -> dict[str, Any]:
+        if pooler:  # no startup options, nothing prepared: see pgqueue/pooler.py
+            return {
+                "autocommit": True,
+                "prepare_threshold": None,
+                "application_name": application_name(dsn, role, worker_id),
+            }
+        return {
+            "autocommit": True,
+            "options": with_options(dsn, GENERIC_PLANS + extra),
+            "application_name": application_name(dsn, role, worker_id),
+        }
+
     pool = AsyncPool(
         dsn,
-        min_size=2,
-        max_size=4,
-        kwargs={
-            "autocommit": True,
-            "options": GENERIC_PLANS,
-            "application_name": application_name(dsn, "worker", worker_id),
-        },
+        min_size=1,
+        max_size=2,
+        kwargs=kwargs("worker"),
         open=False,
         name="pgqueue-worker",
         timeout=10,
     )
-    # The claim loop's own connection (one claim at a time). With --fast-claims it
-    # commits claims asynchronously: see WorkerConfig.fast_claims.
-    claim_kwargs: dict[str, Any] = {
-        "autocommit": True,
-        "options": GENERIC_PLANS,
-        "application_name": application_name(dsn, "claim", worker_id),
-    }
-    if cfg.fast_claims:
-        claim_kwargs["options"] += " -c synchronous_commit=off"
+    # The claim loop's own connection (one claim at a time), so that a claim never waits
+    # behind a completion batch or a maintenance statement. With --fast-claims it commits
+    # claims asynchronously: see WorkerConfig.fast_claims.
     claim_pool = AsyncPool(
         dsn,
         min_size=1,
         max_size=1,
-        kwargs=claim_kwargs,
+        kwargs=kwargs("claim", " -c synchronous_commit=off" if cfg.fast_claims else ""),
         open=False,
         name="pgqueue-claim",
         timeout=10,
@@ -86,7 +104,8 @@ async def open_pools(
         await pool.close()
         await claim_pool.close()
         raise ConfigurationError(await asyncio.to_thread(_why_no_pool, dsn)) from None
-    return pool, claim_pool
+    settings = worker_settings(cfg.fast_claims) if pooler else None
+    return Pools(pool, claim_pool, pooler, settings)
 
 
 def _why_no_pool(dsn: str) -> str:
@@ -102,7 +121,7 @@ def _why_no_pool(dsn: str) -> str:
     )
 
 
-def build_maintenance(worker: Worker, pool: AsyncConnectionPool) -> None:
+def build_maintenance(worker: Worker, pool: AsyncConnectionPool, pooler: bool = False) -> None:
     """Create the worker's maintenance services (``reaper``, ``pruner``, ``vacuumer``,
     ``ager``) on it; ``start_services`` runs them."""
     cfg = worker.config
@@ -111,7 +130,7 @@ def build_maintenance(worker: Worker, pool: AsyncConnectionPool) -> None:
         pool, schema, cfg.maintenance_interval, dead_worker_after=max(cfg.lease * 3, 60.0)
     )
     worker.pruner = Pruner(pool, schema, cfg.retention, interval=cfg.prune_interval)
-    worker.vacuumer = Vacuumer(pool, schema)
+    worker.vacuumer = Vacuumer(pool, schema, session_lock=not pooler)
     worker.ager = Ager(pool, schema, cfg.queues, interval=cfg.maintenance_interval)
     worker.unknown_tasks = UnknownTasks(pool, schema, timeout=cfg.unknown_task_timeout)
 
@@ -141,14 +160,17 @@ def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[
     if worker.app.schedules:
         background.append(asyncio.create_task(worker.scheduler.run(), name="pgqueue-scheduler"))
     if cfg.listen:
+        listen_dsn = worker.app.listen_dsn
         worker.listener = Listener(
-            dsn,
+            listen_dsn or dsn,
             channel_for(schema),
             cfg.queues,
             worker._wake_up,
             cancel_channel=cancel_channel_for(schema),
             on_cancel=worker._cancel,
             worker_id=worker.id,
+            # Through a pooler LISTEN may be dead: check once that a notification arrives.
+            check_delivery_via=dsn if worker.pooler and listen_dsn is None else None,
         )
         background.append(asyncio.create_task(worker.listener.run(), name="pgqueue-listener"))
     for task in background:

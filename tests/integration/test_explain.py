@@ -141,7 +141,8 @@ def test_worker_connections_plan_generically_without_jit(pg_dsn: str) -> None:
     from pgqueue.worker.services import open_pools
 
     async def settings() -> list[tuple[object, ...]]:
-        pool, claim_pool = await open_pools(pg_dsn, WorkerConfig(), "explain-test")
+        pools = await open_pools(pg_dsn, WorkerConfig(), "explain-test")
+        pool, claim_pool = pools.shared, pools.claim
         try:
             seen = []
             for p in (pool, claim_pool):

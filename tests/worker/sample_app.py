@@ -37,7 +37,9 @@ def _effects_pool() -> ConnectionPool:
                 min_size=1,
                 max_size=24,
                 open=True,
-                kwargs={"autocommit": True},
+                # No prepared statements: tests run this app behind pgbouncer in
+                # transaction mode too, where they clash (as any app's own would).
+                kwargs={"autocommit": True, "prepare_threshold": None},
                 name="sample-app",
                 timeout=10,
             )
