@@ -213,7 +213,7 @@ def describe_connect_error(dsn: str, exc: BaseException) -> str:
 def application_name(dsn: str, role: str, worker_id: str | None = None) -> str:
     """What ``pg_stat_activity.application_name`` shows for a connection pgqueue opens:
     ``pgqueue <role>`` and the worker's id if it is a worker's (roles: producer, results,
-    claim, worker, heartbeat, listen, admin), after the DSN's own application_name (or
+    claim, maintenance, heartbeat, listen, admin), after the DSN's own application_name (or
     ``PGAPPNAME``) if there is one. Cut to the server's 63 bytes."""
     try:
         own = conninfo_to_dict(dsn).get("application_name") or os.environ.get("PGAPPNAME")

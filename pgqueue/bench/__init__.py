@@ -45,7 +45,7 @@ def bench_schema(dsn: str | None) -> Iterator[App]:
         yield app
     finally:
         app.close()
-        with psycopg.connect(app.dsn, autocommit=True) as conn:
+        with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{app.schema}" CASCADE')
 
 

@@ -31,7 +31,7 @@ class BenchError(PgQueueError):
 
 def reset(app: App) -> None:
     """Empty the jobs table between runs."""
-    with psycopg.connect(app.dsn, autocommit=True) as conn:
+    with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute(f'TRUNCATE "{app.schema}".jobs, "{app.schema}".succeeded_jobs')
         conn.execute(f'DELETE FROM "{app.schema}".workers')
         conn.execute(f'VACUUM ANALYZE "{app.schema}".jobs')
@@ -132,7 +132,7 @@ def worker_process(
     )
     try:
         deadline = time.monotonic() + 30
-        with psycopg.connect(app.dsn, autocommit=True) as conn:
+        with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
             while True:
                 row = conn.execute(f'SELECT count(*) FROM "{app.schema}".workers').fetchone()
                 if row and row[0]:
@@ -181,7 +181,7 @@ def _wait_drained(app: App, timeout: float, ids: list[int] | None = None) -> Non
             "AND priority >= 0"
         )
         params = ()
-    with psycopg.connect(app.dsn, autocommit=True) as conn:
+    with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         while True:
             row = conn.execute(check, params).fetchone()
             if row and row[0] == 0:
@@ -211,7 +211,7 @@ def w3_drain(
     with worker_process(app, concurrency, "--prefetch", str(prefetch), log_level=log_level):
         ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
-    with psycopg.connect(app.dsn, autocommit=True) as conn:
+    with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         row: Any = conn.execute(
             f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "
             f"FROM \"{app.schema}\".all_jobs WHERE state = 'succeeded' AND priority >= 0"
@@ -224,7 +224,7 @@ def w3_drain(
 
 def insert_backlog(app: App, count: int) -> None:
     """``count`` queued jobs at priority -1, written with COPY in chunks."""
-    with psycopg.connect(app.dsn, autocommit=True) as conn:
+    with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         with conn.cursor().copy(
             f'COPY "{app.schema}".jobs (queue, task, kwargs, priority) FROM STDIN'
         ) as copy:
@@ -247,7 +247,7 @@ def w4_latency(
             sent[job_id] = time.time()
             time.sleep(gap)
         _wait_drained(app, timeout=60)
-    with psycopg.connect(app.dsn, autocommit=True) as conn:
+    with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         rows = conn.execute(
             f"SELECT id, result FROM \"{app.schema}\".all_jobs WHERE task = 'bench.stamp'"
         ).fetchall()

@@ -178,15 +178,13 @@ class Completer:
                     finished.extend(await self._snooze(o))
         async with self.pool.connection() as conn:
             if ok:
-                records = ",".join(
-                    f'{{"id":{o.job.id},"attempt":{o.job.attempt},"result":{o.result_json}}}'
-                    for o in ok
-                )
+                # {"id": [attempt, result], ...}: see job_complete_fenced
+                records = ",".join(f'"{o.job.id}":[{o.job.attempt},{o.result_json}]' for o in ok)
                 cur = await self._execute(
                     conn,
                     query(self.schema, "job_complete_fenced"),
                     {
-                        "done": "[" + records + "]",
+                        "done": "{" + records + "}",
                         "ids": [o.job.id for o in ok],
                         "worker_id": self.worker_id,
                     },

@@ -80,7 +80,7 @@ async def open_pools(dsn: str, cfg: WorkerConfig, worker_id: str) -> Pools:
         dsn,
         min_size=1,
         max_size=2,
-        kwargs=kwargs("worker"),
+        kwargs=kwargs("maintenance"),  # completions and maintenance
         open=False,
         name="pgqueue-worker",
         timeout=10,

@@ -46,7 +46,7 @@ def test_a_completion_batch_is_told_in_chunks_of_300(
 ) -> None:
     ids = [BIG + i for i in range(700)]
     running_rows(conn, schema, ids)
-    done = json.dumps([{"id": i, "attempt": 1, "result": i % 7} for i in ids])
+    done = json.dumps({str(i): [1, i % 7] for i in ids})
     rows = conn.execute(
         app.query("job_complete_fenced"), {"ids": ids, "worker_id": "w", "done": done}
     ).fetchall()

@@ -530,7 +530,7 @@ def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
             "ids": [job_id],
             "attempts": [row["attempt"]],
             "worker_id": other,
-            "done": f'[{{"id":{job_id},"attempt":{row["attempt"]},"result":"stale"}}]',
+            "done": f'{{"{job_id}":[{row["attempt"]},"stale"]}}',
             "id": job_id,
             "attempt": row["attempt"],
             "lease": 60.0,
@@ -578,7 +578,7 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
             "ids": [other, job_id],
             "attempts": [0, stale],  # neither is the current attempt
             "worker_id": worker.id,
-            "done": f'[{{"id":{job_id},"attempt":{stale},"result":"stale"}}]',
+            "done": f'{{"{job_id}":[{stale},"stale"]}}',
             "id": job_id,
             "attempt": stale,
             "lease": 60.0,
