@@ -8,10 +8,11 @@ the callbacks registered for the ids named, and every callback after each (re)co
 (notices sent while it was not listening are lost, so everyone re-reads).
 
 Through a transaction pooler (pgbouncer) LISTEN cannot work: the app's ``listen_dsn``
-(a direct connection) is used if it has one; if not, the listener sends itself one
-notification from another connection, and if it does not arrive within
-``PROBE_TIMEOUT`` says so once and wakes every waiter every ``NO_LISTEN_POLL_INTERVAL``
-seconds instead (each re-reads its job).
+(a direct connection) is used if it has one; if not, the listener finds out whether
+clients share server connections (``pooler.transaction_pooled``; no LISTEN is sent
+through such a pooler) or, in session mode, whether a notification it sends itself
+arrives within ``PROBE_TIMEOUT``; if not, it says so once and wakes every waiter every
+``NO_LISTEN_POLL_INTERVAL`` seconds instead (each re-reads its job).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .db import application_name, first_line, server_of, with_connect_timeout
-from .pooler import NO_LISTEN_POLL_INTERVAL, PROBE_TIMEOUT, probe_token, send_probe
+from .errors import ConfigurationError
+from .pooler import (
+    NO_LISTEN_POLL_INTERVAL,
+    PROBE_TIMEOUT,
+    probe_token,
+    send_probe,
+    transaction_pooled,
+)
 from .sql import done_channel_for
 
 if TYPE_CHECKING:
@@ -164,13 +172,19 @@ class DoneListener:
                     continue
                 if conn is None:
                     try:
+                        if self.check_delivery_via is not None and transaction_pooled(
+                            self.check_delivery_via
+                        ):  # no LISTEN through it at all: see pooler.transaction_pooled
+                            self.deaf = True
+                            self._say_deaf()
+                            continue
                         conn = self._connect()
                         if self.check_delivery_via is not None and not self._delivered(conn):
                             self.deaf = True
                             conn.close()
                             conn = None
                             continue
-                    except psycopg.Error as exc:
+                    except (psycopg.Error, ConfigurationError) as exc:
                         if conn is not None:
                             with contextlib.suppress(Exception):
                                 conn.close()
@@ -210,7 +224,6 @@ class DoneListener:
                 if self._thread is threading.current_thread():
                     self._thread = None
 
-
     def _delivered(self, conn: psycopg.Connection[Any]) -> bool:
         """Whether a notification sent from another connection reaches ``conn`` (checked
         once); logs once if not. Raises psycopg's error if it cannot send."""
@@ -224,6 +237,10 @@ class DoneListener:
                     self.check_delivery_via = None
                     return True
                 self._dispatch(note.payload)
+        self._say_deaf()
+        return False
+
+    def _say_deaf(self) -> None:
         log.warning(
             "notifications do not arrive through the connection pooler at %s (pgbouncer "
             "in transaction mode?): job results are re-read every %.1f s instead of on "
@@ -231,7 +248,6 @@ class DoneListener:
             server_of(self.dsn),
             NO_LISTEN_POLL_INTERVAL,
         )
-        return False
 
 
 def done_listener(app: App) -> DoneListener:

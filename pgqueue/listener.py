@@ -10,10 +10,11 @@ noticed and replaced instead of waiting forever.
 Through a transaction pooler (pgbouncer) LISTEN stays on a server connection that is not
 ours after the statement, and notifications never come. Given ``check_delivery_via`` (the
 worker does so behind a pooler without a listen DSN: ``pgqueue.pooler``), the listener
-sends itself one notification from another connection; if it has not arrived within
-``PROBE_TIMEOUT`` it says so once, closes, and sets ``deaf``: the worker then polls
-every ``NO_LISTEN_POLL_INTERVAL`` seconds. In pgbouncer's session mode it arrives, and
-LISTEN is used as on a direct connection.
+first finds out whether clients share server connections (``transaction_pooled``); if
+they do it sends no LISTEN at all, says so once and sets ``deaf``: the worker then polls
+every ``NO_LISTEN_POLL_INTERVAL`` seconds. In session mode it LISTENs, and checks once
+that a notification it sends itself from another connection arrives within
+``PROBE_TIMEOUT`` (deaf too if not).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from collections.abc import Callable
 import psycopg
 
 from .db import application_name, first_line, server_of, with_connect_timeout
-from .pooler import NO_LISTEN_POLL_INTERVAL, PROBE_TIMEOUT, probe_token, send_probe_async
+from .errors import ConfigurationError
+from .pooler import (
+    NO_LISTEN_POLL_INTERVAL,
+    PROBE_TIMEOUT,
+    probe_token,
+    send_probe_async,
+    transaction_pooled,
+)
 
 log = logging.getLogger("pgqueue.listener")
 
@@ -62,9 +70,11 @@ class Listener:
 
     async def run(self) -> None:
         """Listen forever (until cancelled), reconnecting with backoff (0.1 s .. 5 s)."""
+        if self.check_delivery_via is not None and await self._servers_shared():
+            self.deaf = True
         backoff = 0.1
         first = True
-        while True:
+        while not self.deaf:
             try:
                 conn = await psycopg.AsyncConnection.connect(
                     with_connect_timeout(self.dsn),
@@ -127,6 +137,35 @@ class Listener:
         self.connected.clear()
         await asyncio.Event().wait()
 
+    async def _servers_shared(self) -> bool:
+        """``transaction_pooled`` for ``check_delivery_via``, asked until it answers
+        (backoff 0.1 .. 5 s); says once if LISTEN cannot work."""
+        assert self.check_delivery_via is not None
+        backoff = 0.1
+        while True:
+            try:
+                shared = await asyncio.to_thread(transaction_pooled, self.check_delivery_via)
+            except ConfigurationError as exc:
+                log.warning(
+                    "cannot tell whether LISTEN works (%s); retrying in %.1fs", exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if shared:
+                self._say_deaf()
+            return shared
+
+    def _say_deaf(self) -> None:
+        log.warning(
+            "notifications do not arrive through the connection pooler at %s (pgbouncer "
+            "in transaction mode?): polling for jobs every %.1f s instead of waking on "
+            "LISTEN; give a direct connection with --listen-dsn or PGQUEUE_LISTEN_DSN "
+            "to wake at once",
+            server_of(self.dsn),
+            NO_LISTEN_POLL_INTERVAL,
+        )
+
     async def _delivered(self, conn: psycopg.AsyncConnection[object]) -> bool:
         """Whether a notification sent from another connection reaches ``conn``; other
         notifications that come meanwhile are handled as usual. Logs once if not."""
@@ -149,12 +188,5 @@ class Listener:
                         self.wake()
                 elif self.on_cancel is not None and note.payload.isdigit():
                     self.on_cancel(int(note.payload))
-        log.warning(
-            "notifications do not arrive through the connection pooler at %s (pgbouncer "
-            "in transaction mode?): polling for jobs every %.1f s instead of waking on "
-            "LISTEN; give a direct connection with --listen-dsn or PGQUEUE_LISTEN_DSN "
-            "to wake at once",
-            server_of(self.dsn),
-            NO_LISTEN_POLL_INTERVAL,
-        )
+        self._say_deaf()
         return False

@@ -49,6 +49,7 @@ PROBE_TIMEOUT = 2.0
 
 _PROBE_OPTION = "-c pgqueue.probe=on"
 _cache: dict[str, bool] = {}
+_shared_cache: dict[str, bool] = {}
 _lock = threading.Lock()
 
 
@@ -160,6 +161,39 @@ async def execute(
         await conn.execute(plain("session_settings_local"), settings)
         cur = await conn.execute(sql, params)
     return cur
+
+
+def transaction_pooled(dsn: str) -> bool:
+    """Whether clients of ``dsn`` share server connections (a pooler in transaction or
+    statement mode), where LISTEN cannot work. Told without LISTEN, which would leave a
+    server connection that others get next listening (pgbouncer then logs "got packet
+    'A' from server when not linked" for every notification, and clients hang): two
+    client connections ask alternately for their server's pid. In session mode each keeps
+    its own server; a pid that changes, or that both see, means shared servers. Cached per
+    DSN and process. Raises ``ConfigurationError`` naming the server if it cannot be
+    reached."""
+    dsn = with_connect_timeout(dsn)
+    with _lock:
+        if dsn in _shared_cache:
+            return _shared_cache[dsn]
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": None,
+        "application_name": application_name(dsn, "listen"),
+    }
+    try:
+        with psycopg.connect(dsn, **kwargs) as a, psycopg.connect(dsn, **kwargs) as b:
+            pids: dict[str, set[int]] = {"a": set(), "b": set()}
+            for name, conn in (("a", a), ("b", b), ("a", a), ("b", b), ("a", a)):
+                row = conn.execute(plain("server_backend_pid")).fetchone()
+                assert row is not None
+                pids[name].add(int(row[0]))
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(describe_connect_error(dsn, exc)) from exc
+    shared = len(pids["a"]) > 1 or len(pids["b"]) > 1 or bool(pids["a"] & pids["b"])
+    with _lock:
+        _shared_cache[dsn] = shared
+    return shared
 
 
 def probe_token() -> str:

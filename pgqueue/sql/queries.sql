@@ -1153,6 +1153,10 @@ SELECT set_config('jit', 'off', true),
                   coalesce(%(synchronous_commit)s::text, current_setting('synchronous_commit')),
                   true);
 
+-- name: server_backend_pid
+-- Which server process answers: through a pooler in transaction mode, whichever is free.
+SELECT pg_backend_pid();
+
 -- name: notify_probe
 -- A notification to see whether LISTEN works on this connection path (see pooler.py).
 SELECT pg_notify(%(channel)s, %(token)s);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import subprocess
@@ -26,7 +27,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from pgqueue import App, JobSpec
-from pgqueue.pooler import behind_pooler
+from pgqueue.pooler import behind_pooler, worker_settings
+from pgqueue.pooler import execute as pooler_execute
 from tests.helpers import wait_until
 from tests.pgbouncer import PgBouncer, available
 from tests.worker.procs import ROOT, Workers, wait_state
@@ -44,6 +46,10 @@ TROUBLE = re.compile(
 def bouncer(pg_dsn: str) -> Iterator[PgBouncer]:
     with PgBouncer(pg_dsn, mode="transaction") as b:
         yield b
+        # No LISTEN went through it: a server connection left listening gets every
+        # notification while idle, and clients that get it next can hang.
+        log = b.log_tail(100_000)
+        assert "when not linked" not in log, log[-3000:]
 
 
 @pytest.fixture
@@ -66,6 +72,29 @@ def test_pgbouncer_is_detected_whatever_it_does_with_options(
     with PgBouncer(pg_dsn, extra="ignore_startup_parameters = options") as ignoring:
         assert behind_pooler(ignoring.dsn) is True  # options dropped silently
     assert behind_pooler(pg_dsn) is False
+
+
+def test_worker_settings_travel_with_each_transaction(bouncer: PgBouncer) -> None:
+    """Startup options cannot pass pgbouncer: the worker's settings go with each claim and
+    completion, in its transaction, and stay there (the server connection is shared)."""
+
+    async def check() -> tuple[list[Any], list[Any]]:
+        conn = await psycopg.AsyncConnection.connect(
+            bouncer.dsn, autocommit=True, prepare_threshold=None
+        )
+        async with conn:
+            sql = (
+                "SELECT current_setting('jit'), current_setting('lock_timeout'), "
+                "current_setting('synchronous_commit')"
+            )
+            cur = await pooler_execute(conn, sql, settings=worker_settings(fast_claims=True))
+            inside = list(await cur.fetchall())
+            cur = await conn.execute(sql)
+            return inside, list(await cur.fetchall())
+
+    inside, after = asyncio.run(check())
+    assert inside == [("off", "10s", "off")]
+    assert after != inside and after[0][2] == "on"
 
 
 def test_every_enqueue_path_and_admin_through_pgbouncer(
@@ -116,7 +145,12 @@ def test_every_enqueue_path_and_admin_through_pgbouncer(
 
 
 def test_two_workers_through_pgbouncer_run_2000_jobs_exactly_once(
-    bapp: App, bouncer: PgBouncer, workers: Workers, conn: psycopg.Connection[Any], schema: str
+    bapp: App,
+    bouncer: PgBouncer,
+    workers: Workers,
+    conn: psycopg.Connection[Any],
+    schema: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     workers.dsn = bouncer.dsn
     w1 = workers.start("--concurrency", "8", "--lease", "6")
@@ -130,7 +164,10 @@ def test_two_workers_through_pgbouncer_run_2000_jobs_exactly_once(
             j.id for j in bapp.enqueue_batch("record", [[i] for i in range(start, start + 250)])
         ]
     # A result waited for through pgbouncer: re-read on a timer, not after 30 s.
-    assert bapp.job(ids[-1]).result(timeout=60) is not None
+    with caplog.at_level(logging.WARNING, logger="pgqueue.results"):
+        assert bapp.job(ids[-1]).result(timeout=60)["attempt"] == 1
+    said = [r for r in caplog.records if "job results are re-read every 0.5 s" in r.message]
+    assert len(said) == 1, caplog.text
     wait_until(
         lambda: _counts(conn, schema).get("succeeded") == 2000,
         timeout=120,
@@ -179,6 +216,11 @@ def test_reaper_heartbeat_and_periodic_through_pgbouncer(
     )
     done = wait_state(conn, schema, slow, "succeeded", timeout=30)
     assert done["attempt"] == 1
+    # Cancelling a running job: its NOTIFY cannot arrive, the next heartbeat carries it.
+    victim = bapp.enqueue("slow_async", args=[60]).id  # cancelled as an asyncio task
+    wait_state(conn, schema, victim, "running", timeout=30)
+    assert bapp.admin.cancel(victim) == {victim: "cancelling"}
+    wait_state(conn, schema, victim, "cancelled", timeout=30)
     assert not TROUBLE.search(w.log()), w.log()[-3000:]
 
 
