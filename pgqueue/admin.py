@@ -122,6 +122,14 @@ class Admin:
         self._exist(ids)
         return {i: str(self._rows("job_cancel", {"id": i})[0]["state"]) for i in ids}
 
+    def delete(self, job_ids: Iterable[int]) -> dict[int, str]:
+        """Delete finished jobs (succeeded, failed, cancelled): 'deleted'. A job that has
+        not finished is left as it is and its state returned (cancel it first). Raises
+        ``JobNotFound`` (and deletes nothing) if any id does not exist."""
+        ids = [_job_id(i) for i in job_ids]
+        self._exist(ids)
+        return {i: str(self._rows("job_delete", {"id": i})[0]["state"]) for i in ids}
+
     def pause(self, queue: str) -> None:
         """Stop workers claiming from ``queue`` (jobs still go in). Pausing a queue that
         has no jobs yet is allowed."""

@@ -75,6 +75,7 @@ def cli(ctx: click.Context, dsn: str | None, schema: str | None, app_path: str |
 def _register() -> None:
     from . import (
         bench,
+        dashboard,
         demo,
         enqueue,
         grant,
@@ -100,6 +101,7 @@ def _register() -> None:
     cli.add_command(work.work)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
+    cli.add_command(dashboard.dashboard)
 
 
 _register()
