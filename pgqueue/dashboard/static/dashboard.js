@@ -65,7 +65,7 @@
     if (!el || typeof uPlot === "undefined") { return; }
     if (charts[id]) { charts[id].setData(data); return; }
     var opts = {
-      width: Math.max(320, Math.min(560, el.clientWidth || 520)), height: 220,
+      width: Math.max(320, Math.min(640, el.clientWidth || 520)), height: 220,
       series: [{}].concat(series),
       axes: [{}, { label: label }],
       scales: { x: { time: true } }
@@ -80,7 +80,8 @@
       { label: "failed", stroke: "#c33", width: 2 }
     ], [xs, history.map(function (r) { return r.succeeded; }),
         history.map(function (r) { return r.failed; })]);
-    chart("chart-wait", "seconds", [{ label: "mean wait", stroke: "#36c", width: 2 }],
+    chart("chart-wait", "seconds", [{ label: "mean wait", stroke: "#36c", width: 2,
+                                      points: { show: true, size: 5 } }],
       [xs, history.map(function (r) { return r.wait_seconds; })]);
   }
 
