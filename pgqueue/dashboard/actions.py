@@ -45,7 +45,8 @@ async def _checked_form(request: Request) -> tuple[str, FormData]:
     if who is None or not state.auth.enabled:
         raise Forbidden("actions need a logged-in user")
     _same_origin(request)
-    form = await request.form()
+    # a confirmation posts back every id it counted (Starlette's default stops at 1,000)
+    form = await request.form(max_fields=BULK_LIMIT + 100, max_files=0)
     if not state.auth.csrf_ok(who, str(form.get("csrf") or "")):
         raise Forbidden("the form's CSRF token is missing or wrong: reload the page and retry")
     return who, form

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgqueue import App
+from pgqueue import App, JobSpec
 from pgqueue.cli.root import cli
 from pgqueue.dashboard import Auth, create_app
 from pgqueue.errors import ConfigurationError, InvalidJobError
@@ -135,7 +136,6 @@ def test_job_page_query_walks_the_primary_keys(conn: Conn, schema: str, pg_dsn: 
     """On a realistic table (most jobs in the history), the plan a prepared statement gets
     (generic): each branch an index scan backward on its primary key under a LIMIT, for
     the first page and a deep one alike; no sequential scan, no sort of a table."""
-    from pgqueue import JobSpec
     from pgqueue.sql import query
 
     app = App(pg_dsn, schema=schema, strict_tasks=False)
@@ -257,6 +257,14 @@ def test_bulk_actions_on_the_filter_and_dead_letter_groups(
         _post(http, "/actions/dead", csrf=csrf, confirm="yes", **group)
         assert [app.admin.job(j)["state"] for j in dead] == ["queued"] * 3 + ["failed"]
 
+        # more ids than a form usually carries (Starlette's default limit is 1,000 fields)
+        app.enqueue_many([JobSpec("t.m", [i], queue="many") for i in range(1500)])
+        ask = _post(http, "/actions/jobs", do="cancel:filter", queue="many", csrf=csrf)
+        assert "Cancel 1,500 jobs?" in ask.text
+        many = [int(x) for x in re.findall(r'name="id" value="(\d+)"', ask.text)]
+        done = _post(http, "/actions/jobs", action="cancel", id=many, csrf=csrf, confirm="yes")
+        assert done.status_code == 200 and "cancel: 1500 jobs" in done.text
+
         deleted = _post(http, "/actions/jobs", action="delete", id=[dead[3], other],
                         csrf=csrf, confirm="yes")  # fmt: skip
         assert "deleted" in deleted.text and "queued" in deleted.text
@@ -306,3 +314,78 @@ def test_mounted_under_a_prefix(pg_dsn: str, schema: str, servers: Servers) -> N
         assert 'href="/ops/queue/workers"' in page.text
         assert http.get("/ops/queue/static/uPlot.iife.min.js").status_code == 200
         assert http.get("/ops/queue/api/overview").status_code == 200
+
+
+def test_delete_job_from_cli_sql_and_an_operator_role(
+    dashboard: Dashboard, conn: Conn, schema: str, pg_dsn: str, make_role: Callable[..., str]
+) -> None:
+    """delete_job: finished jobs only, through `pgqueue jobs delete`, SQL, or an operator
+    role (which has no DELETE on the tables: the function runs as its owner)."""
+    app = dashboard.app
+    done, failed, queued = (app.enqueue("t.x", [i]) for i in range(3))
+    succeed_job(conn, schema, done, None)
+    fail_job(conn, schema, failed, "boom")
+    env = dict.fromkeys(("PGQUEUE_DSN", "DATABASE_URL", "PGQUEUE_SCHEMA", "PGQUEUE_APP"))
+    out = CliRunner(env=env).invoke(
+        cli, ["--dsn", pg_dsn, "--schema", schema, "jobs", "delete", str(done), str(queued)]
+    )
+    assert out.exit_code == 0, out.output
+    assert re.search(rf"{done}\s+deleted", out.output)
+    assert re.search(rf"{queued}\s+queued\s+queued: not finished", out.output)
+    missing = CliRunner(env=env).invoke(
+        cli, ["--dsn", pg_dsn, "--schema", schema, "jobs", "delete", "999999"]
+    )
+    assert missing.exit_code == 1 and "no job with id 999999" in missing.output
+    operator = App(make_role("operator"), schema=schema)
+    try:
+        assert operator.admin.delete([failed]) == {failed: "deleted"}
+    finally:
+        operator.close()
+    assert conn.execute(f'SELECT "{schema}".delete_job(%s)', (queued,)).fetchone() == ("queued",)
+    assert conn.execute(f'SELECT "{schema}".delete_job(%s)', (123456,)).fetchone() == (None,)
+
+
+def test_the_cli_serves_on_127_0_0_1(pg_dsn: str, schema: str) -> None:
+    """`pgqueue dashboard` as users start it: on 127.0.0.1 by default, pages need the token."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.dashboard.conftest import _free_port
+    from tests.helpers import wait_until
+
+    port = _free_port()
+    env = {**os.environ, "PGQUEUE_DASHBOARD_TOKEN": TOKEN, "PGQUEUE_DSN": pg_dsn,
+           "PGQUEUE_SCHEMA": schema}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgqueue.cli", "dashboard", "--port", str(port), "--actions"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def answers() -> int:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/overview", timeout=2).status_code
+            except httpx.TransportError:
+                return 0
+
+        assert wait_until(answers, timeout=30, what="the dashboard answering") == 401
+        ok = httpx.get(f"http://127.0.0.1:{port}/api/overview",
+                       headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+        assert ok.status_code == 200 and ok.json()["queues"] == []
+        with socket.socket() as s:  # not on the machine's other addresses
+            assert s.connect_ex((_outside_address(), port)) != 0
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=15)[0].decode()
+    assert f"pgqueue dashboard on http://127.0.0.1:{port}/ (actions on)" in out
+
+
+def _outside_address() -> str:
+    """An address of this machine other than loopback (or one that cannot answer)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: no packet is sent
+            return str(s.getsockname()[0])
+        except OSError:
+            return "192.0.2.1"
