@@ -263,6 +263,10 @@ SELECT id, queue, task, args, kwargs, state, priority,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.all_jobs WHERE id = %(id)s;
 
+-- name: job_ids_existing
+-- Which of these ids are jobs (each found by primary key in both tables).
+SELECT id FROM {schema}.all_jobs WHERE id = ANY(%(ids)s::bigint[]);
+
 -- name: job_outcome
 -- What job.result() needs: the state, the stored result, the last error.
 SELECT state, result, errors -> -1 AS last_error, task, attempt, max_attempts,

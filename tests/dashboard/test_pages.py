@@ -389,3 +389,19 @@ def _outside_address() -> str:
             return str(s.getsockname()[0])
         except OSError:
             return "192.0.2.1"
+
+
+def test_a_filter_that_reads_too_long_says_so(
+    dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search that would read the history for longer than the page allows ends with a
+    message to narrow it (the statement timeout, 5 s by default; 1 ms here)."""
+    from pgqueue.dashboard import data
+
+    dashboard.app.enqueue_many([JobSpec("t.s", [f"text {i}"]) for i in range(30000)])
+    monkeypatch.setattr(data, "PAGE_TIMEOUT_MS", 1)
+    with dashboard.client() as http:
+        slow = http.get("/jobs?search=nowhere-to-be-found")
+        assert slow.status_code == 400
+        assert "narrow it" in slow.text and "Traceback" not in slow.text
+        assert http.get("/jobs/1").status_code == 200  # the pool's connection is fine after it
