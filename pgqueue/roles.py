@@ -52,6 +52,7 @@ OBJECTS: dict[str, str] = {
     "resume_queue": FUNCTION,
     "set_queue_limits": FUNCTION,
     "prune_jobs": FUNCTION,
+    "delete_job": FUNCTION,
     "jobs_notify_insert": FUNCTION,
 }
 
@@ -74,6 +75,7 @@ DEFINER = frozenset(
         "resume_queue",
         "set_queue_limits",
         "prune_jobs",
+        "delete_job",
     }
 )
 
@@ -179,7 +181,8 @@ KINDS: dict[str, Kind] = {
         },
     ),
     "operator": Kind(
-        "a reader that also retries, cancels, pauses/resumes, sets limits and prunes, "
+        "a reader that also retries, cancels, deletes finished jobs, pauses/resumes, sets "
+        "limits and prunes, "
         "through the SQL functions only (no direct writes to any table)",
         includes=("reader",),
         grants={
@@ -192,6 +195,7 @@ KINDS: dict[str, Kind] = {
                 "resume_queue",
                 "set_queue_limits",
                 "prune_jobs",
+                "delete_job",
             )
         },
     ),

@@ -1,4 +1,4 @@
-"""``pgqueue jobs``: list, show, retry and cancel jobs (a thin layer over ``app.admin``)."""
+"""``pgqueue jobs``: list, show, retry, cancel and delete jobs (a thin layer over ``app.admin``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .status import age
 
 @click.group()
 def jobs() -> None:
-    """See and steer single jobs: list, show, retry, cancel.
+    """See and steer single jobs: list, show, retry, cancel, delete.
 
     \b
     Examples:
@@ -265,4 +265,29 @@ def cancel(settings: Settings, job_ids: tuple[int, ...], as_json: bool) -> None:
         emit_json([{"id": i, "state": s} for i, s in states.items()])
         return
     rows = [[i, s, _CANCEL_NOTES.get(s, f"already {s}: left as it is")] for i, s in states.items()]
+    click.echo(fitted_table(["ID", "STATE", "NOTE"], rows, shrink={2: 20}))
+
+
+# -- delete -----------------------------------------------------------------------------------
+
+
+@jobs.command()
+@click.argument("job_ids", metavar="ID...", nargs=-1, type=int, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def delete(settings: Settings, job_ids: tuple[int, ...], as_json: bool) -> None:
+    """Delete finished jobs (succeeded, failed or cancelled) for good. A job that has
+    not finished is left as it is (cancel it first). An unknown id deletes nothing.
+
+    \b
+    Examples:
+      pgqueue jobs delete 42 43
+      psql -c "SELECT pgqueue.delete_job(42)"      # the same, in SQL
+    """
+    states = settings.app().admin.delete(job_ids)
+    if as_json:
+        emit_json([{"id": i, "state": s} for i, s in states.items()])
+        return
+    rows = [[i, s, "" if s == "deleted" else f"{s}: not finished, left as it is"]
+            for i, s in states.items()]  # fmt: skip
     click.echo(fitted_table(["ID", "STATE", "NOTE"], rows, shrink={2: 20}))

@@ -89,6 +89,7 @@ def cli(
 def _register() -> None:
     from . import (
         bench,
+        dashboard,
         demo,
         enqueue,
         grant,
@@ -114,6 +115,7 @@ def _register() -> None:
     cli.add_command(work.work)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
+    cli.add_command(dashboard.dashboard)
 
 
 _register()

@@ -263,6 +263,10 @@ SELECT id, queue, task, args, kwargs, state, priority,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
 FROM {schema}.all_jobs WHERE id = %(id)s;
 
+-- name: job_ids_existing
+-- Which of these ids are jobs (each found by primary key in both tables).
+SELECT id FROM {schema}.all_jobs WHERE id = ANY(%(ids)s::bigint[]);
+
 -- name: job_outcome
 -- What job.result() needs: the state, the stored result, the last error.
 SELECT state, result, errors -> -1 AS last_error, task, attempt, max_attempts,
@@ -992,6 +996,9 @@ SELECT {schema}.retry_failed(%(queue)s, %(task)s) AS retried;
 -- name: job_cancel
 SELECT {schema}.cancel_job(%(id)s) AS state;
 
+-- name: job_delete
+SELECT {schema}.delete_job(%(id)s) AS state;
+
 -- name: queue_pause
 SELECT {schema}.pause_queue(%(queue)s);
 
@@ -1160,3 +1167,126 @@ SELECT pg_backend_pid();
 -- name: notify_probe
 -- A notification to see whether LISTEN works on this connection path (see pooler.py).
 SELECT pg_notify(%(channel)s, %(token)s);
+
+-- Dashboard (pgqueue/dashboard/): the reads its pages make; its writes go through the
+-- same functions as the CLI (app.admin).
+
+-- name: job_page
+-- The jobs page, newest first, one page after the id "before" (keyset pagination: no
+-- OFFSET, so page 10,000 costs what page 1 costs). Two branches instead of the all_jobs
+-- view: each walks its own table's primary key backwards from "before" and stops at the
+-- LIMIT, and the outer ORDER BY merges at most 2 x limit rows. coalesce() rather than
+-- "before IS NULL OR id < before" keeps id < ... an index condition in a generic plan
+-- (psycopg prepares a query run 5 times). A branch that cannot match the state filter is
+-- cut by a one-time filter on the parameters before it touches its table; without it the
+-- jobs branch would scan all of jobs for the state 'succeeded' it never holds (rows a
+-- worker from before 0004 completed in place are not listed by that filter). Other
+-- filters are row filters on that walk: a rare queue, task or search term means more
+-- rows read per page (bounded by the caller's statement_timeout).
+SELECT * FROM (
+    (SELECT id, queue, task, state, priority, attempt, max_attempts,
+            LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
+            started_at, finished_at, worker_id, errors -> -1 ->> 'message' AS last_error,
+            args, kwargs
+     FROM {schema}.jobs
+     WHERE (%(state)s::text IS NULL OR %(state)s::text <> 'succeeded')
+       AND id < coalesce(%(before)s::bigint, 9223372036854775807)
+       AND (%(state)s::text IS NULL OR state = %(state)s::text)
+       AND (%(scheduled)s::boolean IS NULL OR (run_at > now()) = %(scheduled)s::boolean)
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+       AND (%(task)s::text IS NULL OR task = %(task)s::text)
+       AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+       AND created_at < coalesce(%(until)s::timestamptz, 'infinity')
+       AND (%(search)s::text IS NULL
+            OR args::text ILIKE %(search)s::text OR kwargs::text ILIKE %(search)s::text)
+     ORDER BY id DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, queue, task, state, priority, attempt, max_attempts,
+            LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
+            started_at, finished_at, worker_id, errors -> -1 ->> 'message' AS last_error,
+            args, kwargs
+     FROM {schema}.succeeded_jobs
+     WHERE (%(state)s::text IS NULL OR %(state)s::text = 'succeeded')
+       AND %(scheduled)s::boolean IS NULL
+       AND id < coalesce(%(before)s::bigint, 9223372036854775807)
+       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+       AND (%(task)s::text IS NULL OR task = %(task)s::text)
+       AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+       AND created_at < coalesce(%(until)s::timestamptz, 'infinity')
+       AND (%(search)s::text IS NULL
+            OR args::text ILIKE %(search)s::text OR kwargs::text ILIKE %(search)s::text)
+     ORDER BY id DESC
+     LIMIT %(limit)s)
+) AS page
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: job_history_minutes
+-- The overview's charts: per minute of the last hour, jobs that succeeded and failed,
+-- and the mean wait (started_at - run_at: due until claimed) of at most 50 of the jobs
+-- that succeeded in that minute. Counts walk succeeded_jobs_finished_idx and
+-- jobs_finished_idx over the hour (index-only when the visibility map allows); the
+-- wait is sampled so that a busy hour (millions of jobs) costs 60 x 50 row reads, not a
+-- read of every row.
+SELECT m.minute,
+       (SELECT count(*) FROM {schema}.succeeded_jobs AS s
+        WHERE s.finished_at >= m.minute AND s.finished_at < m.minute + interval '1 minute'
+          AND (%(queue)s::text IS NULL OR s.queue = %(queue)s::text)) AS succeeded,
+       (SELECT count(*) FROM {schema}.jobs AS f
+        WHERE f.state = 'failed'
+          AND f.finished_at >= m.minute AND f.finished_at < m.minute + interval '1 minute'
+          AND (%(queue)s::text IS NULL OR f.queue = %(queue)s::text)) AS failed,
+       (SELECT round(avg(extract(epoch FROM w.started_at - w.run_at))::numeric, 3)
+        FROM (SELECT s.started_at, s.run_at FROM {schema}.succeeded_jobs AS s
+              WHERE s.finished_at >= m.minute
+                AND s.finished_at < m.minute + interval '1 minute'
+                AND (%(queue)s::text IS NULL OR s.queue = %(queue)s::text)
+              ORDER BY s.finished_at DESC
+              LIMIT 50) AS w) AS wait_seconds
+FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
+                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
+ORDER BY m.minute;
+
+-- name: job_dead_groups
+-- Dead letters grouped by their last error: queue, task, kind and the message's first
+-- line (cut at 200 characters, so a message that names the job still groups when the
+-- start is shared). Reads the failed jobs only (jobs_finished_idx).
+SELECT queue, task, coalesce(errors -> -1 ->> 'kind', 'error') AS kind,
+       left(split_part(coalesce(errors -> -1 ->> 'message', ''), E'\n', 1), 200) AS message,
+       count(*) AS jobs, min(finished_at) AS first_at, max(finished_at) AS last_at,
+       max(id) AS latest_id
+FROM {schema}.jobs
+WHERE state = 'failed'
+GROUP BY 1, 2, 3, 4
+ORDER BY jobs DESC, last_at DESC
+LIMIT %(limit)s;
+
+-- name: job_dead_group_ids
+-- The ids of one group of job_dead_groups (the same expressions), oldest first.
+SELECT id FROM {schema}.jobs
+WHERE state = 'failed' AND queue = %(queue)s AND task = %(task)s
+  AND coalesce(errors -> -1 ->> 'kind', 'error') = %(kind)s
+  AND left(split_part(coalesce(errors -> -1 ->> 'message', ''), E'\n', 1), 200) = %(message)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: job_running_list
+-- The workers page: what each worker runs (jobs_lease_idx holds exactly these rows).
+SELECT id, queue, task, worker_id, attempt, max_attempts, started_at, run_seconds,
+       lease_left_seconds, cancel_requested
+FROM {schema}.running_jobs
+ORDER BY worker_id, started_at
+LIMIT %(limit)s;
+
+-- name: job_dependencies
+-- A job's page: the jobs it runs after (by primary key in both tables).
+SELECT id, task, state FROM {schema}.all_jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id;
+
+-- name: job_dependents_waiting
+-- A job's page: jobs still waiting for it (jobs_depends_on_idx, a GIN index on the
+-- waiting jobs only; those that already left 'waiting' are not listed).
+SELECT id, task, state FROM {schema}.jobs
+WHERE state = 'waiting' AND depends_on @> ARRAY[%(id)s::bigint]
+ORDER BY id
+LIMIT 100;

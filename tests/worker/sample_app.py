@@ -146,3 +146,12 @@ def summarize(ctx: JobContext, ids: list[int]) -> dict[str, Any]:
     _record(ctx, "summarize")
     scores = [app.job(i).result(timeout=10)["score"] for i in ids]
     return {"total": sum(scores), "count": len(scores)}
+
+
+@app.task(name="fails_until", pass_context=True, retry=FAST_RETRY)
+def fails_until(ctx: JobContext, path: str) -> dict[str, Any]:
+    """Raises until the file ``path`` exists (a test creates it to let a retry succeed)."""
+    _record(ctx, "fails_until")
+    if not os.path.exists(path):
+        raise RuntimeError(f"fails_until: {path} does not exist yet <b>bold?</b>")
+    return {"ok": True, "attempt": ctx.attempt}
