@@ -13,18 +13,40 @@ others stay idle, so psycopg_pool's ``max_idle`` can close them.
 Both pools add a connect timeout to their conninfo (``db.with_connect_timeout``), so a
 server that accepts and never answers fails each attempt in seconds, not minutes.
 
+Two more changes make a failover (or a restart) short for pgqueue's callers:
+
+- A connection the server has already closed is not handed out. An idle connection
+  whose server went away (killed, restarted, failed over: its socket has read EOF) stays
+  in psycopg_pool until someone uses it, and that use fails. Checking out, the pools
+  look at the socket (one ``poll``, no round trip); only if the server has spoken while
+  the connection sat idle do they check it with an empty query, and a connection found
+  dead is dropped (the pool replaces it) and the next one taken. A host that vanished
+  without closing its sockets is not caught here: TCP keepalives and ``tcp_user_timeout``
+  are what notice that.
+- A lost connection is re-opened every second at most. psycopg_pool waits 1, 2, 4, 8 ...
+  seconds between attempts (up to ``reconnect_timeout``, 5 minutes), so a server that
+  was away for 8 s could wait 16 s more to be used again. Here the waits are 0.2, 0.4,
+  0.8, then 1 s. A failed attempt is cheap for the server (refused, or turned away by
+  ``target_session_attrs``), so one a second per pool is no storm.
+
 The swap touches one private attribute (``_pool``). If a psycopg_pool release renames it,
 the pools below keep working as plain FIFO pools (``tests/integration/test_pools.py``
 fails and says so). On shrinking, psycopg_pool closes the connection its ``popleft()`` returns,
-here the most recently used one; which idle connection goes is harmless either way.
+here the most recently used one; which idle connection goes is harmless either way. The
+capped backoff overrides ``_add_connection``, private too: if it is renamed, psycopg_pool's
+own backoff applies again (slower recovery, nothing worse).
 """
 
 from __future__ import annotations
 
+import contextlib
+import select
 from collections import deque
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from .db import with_connect_timeout
 
@@ -41,18 +63,94 @@ def _stack_of(pool: ConnectionPool | AsyncConnectionPool) -> None:
         pool._pool = _MostRecentFirst(pool._pool)  # type: ignore[attr-defined]
 
 
+#: Longest wait between two attempts to re-open a lost connection (seconds).
+RECONNECT_MAX_DELAY = 1.0
+
+
+class _Reconnect(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff, starting at 0.2 s and capped at
+    ``RECONNECT_MAX_DELAY`` (it still gives up after the pool's ``reconnect_timeout``)."""
+
+    INITIAL_DELAY = 0.2
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+def server_spoke(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """True if this idle connection needs a real check before use: it is not OK, or its
+    socket is readable (the server said something while it sat idle: usually its last
+    words, "terminating connection ...", then EOF). Costs one ``poll``; never raises."""
+    try:
+        if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            return True
+        fd = conn.pgconn.socket
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover (Windows)
+    except (psycopg.Error, OSError, ValueError):
+        return True
+
+
 class Pool(ConnectionPool):
-    """``psycopg_pool.ConnectionPool`` that hands out the most recently used connection."""
+    """``psycopg_pool.ConnectionPool`` that hands out the most recently used connection,
+    never one whose server has closed it, and re-opens lost ones within a second."""
 
     def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
         super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
         _stack_of(self)
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        """A live connection (see the module docstring); ``PoolTimeout`` as psycopg_pool's
+        own if none is ready within ``timeout``. (After max_size + 1 dead ones in a row,
+        the last is handed out anyway: its use fails with the driver's own error.)"""
+        for _ in range(self.max_size):
+            conn = super().getconn(timeout)
+            if not server_spoke(conn):
+                return conn
+            try:
+                self.check_connection(conn)  # one empty query: raises if the server is gone
+                return conn
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self.putconn(conn)  # a closed connection is dropped and replaced
+        return super().getconn(timeout)
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or _Reconnect(timeout=self.reconnect_timeout), growing)
 
 
 class AsyncPool(AsyncConnectionPool):
     """``psycopg_pool.AsyncConnectionPool`` that hands out the most recently used
-    connection."""
+    connection, never one whose server has closed it, and re-opens lost ones within a
+    second."""
 
     def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
         super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
         _stack_of(self)
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        """``Pool.getconn`` for asyncio."""
+        for _ in range(self.max_size):
+            conn = await super().getconn(timeout)
+            if not server_spoke(conn):
+                return conn
+            try:
+                await self.check_connection(conn)
+                return conn
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                await self.putconn(conn)
+        return await super().getconn(timeout)
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        await super()._add_connection(
+            attempt or _Reconnect(timeout=self.reconnect_timeout), growing
+        )
