@@ -13,7 +13,7 @@ others stay idle, so psycopg_pool's ``max_idle`` can close them.
 Both pools add a connect timeout to their conninfo (``db.with_connect_timeout``), so a
 server that accepts and never answers fails each attempt in seconds, not minutes.
 
-Two more changes make a failover (or a restart) short for pgqueue's callers:
+Three more changes make a failover (or a restart) short for pgqueue's callers:
 
 - A connection the server has already closed is not handed out. An idle connection
   whose server went away (killed, restarted, failed over: its socket has read EOF) stays
@@ -22,7 +22,14 @@ Two more changes make a failover (or a restart) short for pgqueue's callers:
   the connection sat idle do they check it with an empty query, and a connection found
   dead is dropped (the pool replaces it) and the next one taken. A host that vanished
   without closing its sockets is not caught here: TCP keepalives and ``tcp_user_timeout``
-  are what notice that.
+  notice that (next point).
+- TCP timeouts (``TCP_DEFAULTS``), for each one the DSN does not set itself. Without them
+  a connection to a host that vanished (power loss, network partition: no FIN, no RST)
+  looks alive: an idle one for two hours (the kernel's keepalive default), and a query
+  sent on it waits about 15 minutes of retransmissions before failing. With them an idle
+  connection is found dead after ~25 s of silence (keepalives) and a query that got no
+  acknowledgement fails after 30 s (``tcp_user_timeout``); a long-running query is not
+  affected (a server that is busy still acknowledges).
 - A lost connection is re-opened every second at most. psycopg_pool waits 1, 2, 4, 8 ...
   seconds between attempts (up to ``reconnect_timeout``, 5 minutes), so a server that
   was away for 8 s could wait 16 s more to be used again. Here the waits are 0.2, 0.4,
@@ -45,6 +52,7 @@ from collections import deque
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -61,6 +69,36 @@ class _MostRecentFirst(deque[Any]):
 def _stack_of(pool: ConnectionPool | AsyncConnectionPool) -> None:
     if type(getattr(pool, "_pool", None)) is deque:
         pool._pool = _MostRecentFirst(pool._pool)  # type: ignore[attr-defined]
+
+
+#: libpq TCP settings every pooled connection gets unless its DSN (or the pool's connection
+#: kwargs) sets them; see the module docstring. The LISTEN connections use the same.
+TCP_DEFAULTS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+
+
+def _with_tcp_defaults(conninfo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The pool's keyword arguments with ``TCP_DEFAULTS`` added to its connection kwargs
+    where neither the DSN nor those kwargs set them (kwargs would override the DSN)."""
+    try:
+        in_dsn = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return kwargs  # with_connect_timeout has said what is wrong with it
+    connect = kwargs.get("kwargs")
+    if callable(connect):
+        return kwargs  # computed per connection by the caller: left alone
+    connect = dict(connect or {})
+    for key, value in TCP_DEFAULTS.items():
+        if key == "tcp_user_timeout" and psycopg.pq.version() < 120000:
+            continue  # libpq before 12 does not know it (and would refuse to connect)
+        if key not in in_dsn and key not in connect:
+            connect[key] = value
+    return {**kwargs, "kwargs": connect}
 
 
 #: Longest wait between two attempts to re-open a lost connection (seconds).
@@ -100,13 +138,15 @@ class Pool(ConnectionPool):
     never one whose server has closed it, and re-opens lost ones within a second."""
 
     def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
-        super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
+        conninfo = with_connect_timeout(conninfo)
+        super().__init__(conninfo, *args, **_with_tcp_defaults(conninfo, kwargs))
         _stack_of(self)
 
     def getconn(self, timeout: float | None = None) -> Any:
         """A live connection (see the module docstring); ``PoolTimeout`` as psycopg_pool's
-        own if none is ready within ``timeout``. (After max_size + 1 dead ones in a row,
-        the last is handed out anyway: its use fails with the driver's own error.)"""
+        own if none is ready within ``timeout``. (After max_size dead ones in a row, the
+        next is handed out unchecked: if it is dead too, its use fails with the driver's
+        own error.)"""
         for _ in range(self.max_size):
             conn = super().getconn(timeout)
             if not server_spoke(conn):
@@ -130,7 +170,8 @@ class AsyncPool(AsyncConnectionPool):
     second."""
 
     def __init__(self, conninfo: str = "", *args: Any, **kwargs: Any) -> None:
-        super().__init__(with_connect_timeout(conninfo), *args, **kwargs)
+        conninfo = with_connect_timeout(conninfo)
+        super().__init__(conninfo, *args, **_with_tcp_defaults(conninfo, kwargs))
         _stack_of(self)
 
     async def getconn(self, timeout: float | None = None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from pgqueue import App
 from pgqueue.pools import AsyncPool, Pool
@@ -101,3 +102,12 @@ def test_async_pool_skips_connections_the_server_closed(pg_dsn: str) -> None:
                     assert (await cur.fetchone()) not in old
 
     asyncio.run(main())
+
+
+def test_pooled_connections_get_tcp_timeouts_the_dsn_does_not_set(pg_dsn: str) -> None:
+    dsn = make_conninfo(pg_dsn, keepalives_idle=60)
+    with Pool(dsn, min_size=1, max_size=1, open=True) as pool, pool.connection() as conn:
+        params = conn.info.get_parameters()
+    assert params["keepalives_idle"] == "60"  # the DSN's own
+    assert params["tcp_user_timeout"] == "30000"
+    assert params["keepalives_count"] == "3"
