@@ -234,11 +234,18 @@ def _report(
         {"k": killed_at, "d": dead_at},
     ).fetchone()
 
-    # The same two worker processes heartbeat on the new primary.
-    beating = conn.execute(
-        f"SELECT pid FROM {s}.workers WHERE last_heartbeat_at > %s", (promoted_at,)
-    ).fetchall()
-    assert sorted(r[0] for r in beating) == sorted(worker_pids)
+    # The same two worker processes heartbeat on the new primary (a beat that failed in
+    # the outage is retried a beat later: lease / 3).
+    def beating() -> list[int]:
+        sql = f"SELECT pid FROM {s}.workers WHERE last_heartbeat_at > %s"
+        return sorted(r[0] for r in conn.execute(sql, (promoted_at,)))
+
+    wait_until(
+        lambda: beating() == sorted(worker_pids),
+        timeout=15,
+        interval=0.1,
+        what="both workers heartbeating on the new primary",
+    )
 
     # Result waiters (Job.result in the producer) rode it out too.
     results = (outdir / "results").read_text().splitlines()
