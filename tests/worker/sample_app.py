@@ -14,9 +14,8 @@ import threading
 import time
 from typing import Any
 
-from psycopg_pool import ConnectionPool
-
 from pgqueue import App, RetryPolicy
+from pgqueue.pools import Pool
 from pgqueue.worker import JobContext
 
 app = App(strict_tasks=False)
@@ -24,15 +23,18 @@ app = App(strict_tasks=False)
 # Retries come back quickly (a job that failed while PostgreSQL was down, for one).
 FAST_RETRY = RetryPolicy(base=0.1, factor=2.0, max_delay=1.0, jitter=0.0)
 
-_pool: ConnectionPool | None = None
+_pool: Pool | None = None
 _pool_lock = threading.Lock()
 
 
-def _effects_pool() -> ConnectionPool:
+def _effects_pool() -> Pool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ConnectionPool(
+            # pgqueue's pool class: after a failover it drops the connections the old
+            # primary closed and reconnects within a second (psycopg_pool's own waits
+            # 1, 2, 4 ... s between attempts), so handlers recover with the worker.
+            _pool = Pool(
                 app.dsn,
                 min_size=1,
                 max_size=24,
