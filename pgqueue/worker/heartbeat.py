@@ -49,6 +49,7 @@ SIDECAR_QUERIES = (
     "job_heartbeat_fenced",
     "job_held_check",
     "job_extend_lease_fenced",
+    "job_checkpoint_fenced",
 )
 # Where psycopg is installed: the sidecar process imports it from there.
 _PSYCOPG_HOME = os.path.dirname(os.path.dirname(os.path.abspath(psycopg.__file__)))

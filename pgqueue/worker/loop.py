@@ -187,6 +187,8 @@ class Worker:
             heartbeat.extend,
             self._slot.set,
             joblog,
+            heartbeat=heartbeat,
+            limits=self.app.limits,
         )
         build_maintenance(self, pool)
         async with pool.connection() as conn:
