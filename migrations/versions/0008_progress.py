@@ -2,8 +2,9 @@
 
 ``progress`` (jsonb: ``done``, ``total``, ``message``, ``at``): what the running handler
 last reported with ``ctx.progress()``; the worker keeps it in memory and the heartbeat
-writes it, fenced, with the next lease renewal. ``running_jobs`` shows it. It stays on
-the job after it ends (the last value reported).
+writes it, fenced, with the next lease renewal. ``running_jobs`` shows it. The last value
+written stays on the job after it ends (a report made after the last beat is not
+written: progress is for watching a running job).
 
 ``checkpoint`` (jsonb): the state a handler stored with ``ctx.checkpoint(state)`` (a
 fenced write of its own, at once); the next attempt starts with it

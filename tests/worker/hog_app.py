@@ -1,6 +1,7 @@
-"""tests.worker.sample_app plus handlers that starve every thread of their worker: each
-holds the GIL in one long C call (no bytecode runs, so no other thread of the process
-gets a turn) or blocks the event loop. Used by test_unstarvable_lease.py."""
+"""tests.worker.sample_app plus handlers that starve every thread of their worker, for
+test_unstarvable_lease.py (each holds the GIL in one long C call, so no other thread of
+the process gets a turn, or blocks the event loop), and a long job that resumes from its
+checkpoints, for tests/crash/test_checkpoint_resume.py."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ async def hog_async(ctx: JobContext, seconds: float) -> dict[str, Any]:
     _record(ctx, "start")
     time.sleep(seconds)
     return _record(ctx, "end")
+
+
+@app.task(name="steps", pass_context=True, retry=FAST_RETRY)
+def steps(ctx: JobContext, n: int, pause_after: int) -> dict[str, Any]:
+    """A long job of ``n`` steps that resumes from its checkpoint: each step records
+    'step K', then checkpoints {"next": K + 1}. The first attempt pauses after step
+    ``pause_after`` (a test kills the worker there)."""
+    start = (ctx.checkpoint_state or {"next": 1})["next"]
+    for step in range(start, n + 1):
+        _record(ctx, f"step {step}")
+        ctx.checkpoint({"next": step + 1})
+        ctx.progress(step, n)
+        if step == pause_after and ctx.attempt == 1:
+            time.sleep(120)
+    return {"resumed_at": start}

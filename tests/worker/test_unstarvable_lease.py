@@ -96,3 +96,29 @@ def test_a_killed_workers_sidecar_exits_with_it(
     wait_until(lambda: sidecars(conn, worker_id) == 1, what="the sidecar connected")
     os.kill(w.pid, signal.SIGKILL)
     wait_until(lambda: sidecars(conn, worker_id) == 0, what="the sidecar gone")
+
+
+def test_a_sidecar_that_dies_is_started_again_and_the_lease_holds(
+    qapp: App, conn: Conn, schema: str, workers: Workers
+) -> None:
+    w = workers.start(*ARGS, app=HOG)
+    workers.wait_registered(conn, w)
+    (worker_id,) = [r[0] for r in conn.execute(f'SELECT id FROM "{schema}".workers')]
+    wait_until(lambda: sidecars(conn, worker_id) == 1, what="the sidecar connected")
+    job_id = qapp.enqueue("slow", [6.0])  # three leases
+    wait_until(lambda: notes(conn, schema, job_id) or job(conn, schema, job_id)["state"]
+               == "running", what="the job running")  # fmt: skip
+    (sidecar,) = [p for p in w.children() if "sidecar.py" in _cmdline(p)]
+    os.kill(sidecar, signal.SIGKILL)
+    w.wait_log("the heartbeat sidecar exited .*starting a new one")
+    row = wait_state(conn, schema, job_id, "succeeded", timeout=30)
+    assert (row["attempt"], row["lost_count"]) == (1, 0)
+    assert sidecars(conn, worker_id) == 1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
