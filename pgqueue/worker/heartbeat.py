@@ -38,7 +38,10 @@ import psycopg
 from ..db import application_name, with_connect_timeout
 from ..errors import PgQueueError
 from ..sql import query
+from .held import Held
 from .sidecar import Sidecar
+
+__all__ = ["Heartbeat", "Held"]
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -55,68 +58,6 @@ SIDECAR_QUERIES = (
 _PSYCOPG_HOME = os.path.dirname(os.path.dirname(os.path.abspath(psycopg.__file__)))
 #: How long a handler's fenced call (extend_lease, checkpoint) waits for the sidecar.
 CALL_TIMEOUT = 30.0
-
-Sink = Callable[[bytes, Iterable[tuple[int, int]]], None]
-
-
-class Held:
-    """The jobs a worker holds: job id -> attempt (the fencing token). Thread-safe.
-
-    Each change is passed to the heartbeat (``attach``) under the same lock, so the
-    sidecar sees them in the order they happened."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[int, int] = {}
-        self._sink: Sink | None = None
-
-    def attach(self, sink: Sink | None) -> None:
-        """Send every change to ``sink`` from now on, starting with all jobs held now."""
-        with self._lock:
-            self._sink = sink
-            if sink is not None and self._jobs:
-                sink(b"a", self._jobs.items())
-
-    def add_many(self, jobs: list[tuple[int, int]]) -> None:
-        """Hold these (id, attempt) pairs, under one lock (a claim's batch)."""
-        with self._lock:
-            self._jobs.update(jobs)
-            if self._sink is not None and jobs:
-                self._sink(b"a", jobs)
-
-    def discard_many(self, jobs: list[tuple[int, int]]) -> None:
-        """``discard(id, attempt)`` for many pairs under one lock (a completion's batch)."""
-        with self._lock:
-            get, pop = self._jobs.get, self._jobs.pop
-            gone = []
-            for job_id, attempt in jobs:
-                if get(job_id) == attempt:
-                    pop(job_id, None)
-                    gone.append((job_id, attempt))
-            if self._sink is not None and gone:
-                self._sink(b"d", gone)
-
-    def discard(self, job_id: int, attempt: int | None = None) -> None:
-        """Forget a job; with ``attempt``, only if that is the attempt held (a newer claim
-        of the same job by this worker stays held)."""
-        with self._lock:
-            held = self._jobs.get(job_id)
-            if held is not None and (attempt is None or held == attempt):
-                del self._jobs[job_id]
-                if self._sink is not None:
-                    self._sink(b"d", ((job_id, held),))
-
-    def get(self, job_id: int) -> int | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
-    def snapshot(self) -> dict[int, int]:
-        with self._lock:
-            return dict(self._jobs)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._jobs)
 
 
 class Heartbeat:
@@ -163,10 +104,25 @@ class Heartbeat:
 
     # -- life ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the sidecar and the thread that reads it. Raises ``OSError`` if the
-        sidecar process cannot be started."""
+        """Start the sidecar and the thread that reads it. If the sidecar process cannot be
+        started (no usable ``sys.executable``), say so and run it in a thread instead."""
+        if self.mode == "process" and getattr(sys, "frozen", False):
+            # a frozen app's sys.executable is the app itself, not a Python to run a script
+            log.warning("a frozen app cannot start the heartbeat process; using a thread")
+            self.mode = "thread"
         with self._lock:
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError as exc:
+                if self.mode == "thread":
+                    raise
+                log.warning(
+                    "could not start the heartbeat process (%s); renewing leases from a thread "
+                    "instead, which a handler holding the GIL can starve",
+                    exc,
+                )
+                self.mode = "thread"
+                self._spawn()
         self.held.attach(self._sink)
         self._thread.start()
 
@@ -375,7 +331,13 @@ class Heartbeat:
             self._close_r()
         if self._stopping.is_set():
             return False
-        code = self.proc.wait() if self.proc is not None else None
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(5)
+            except subprocess.TimeoutExpired:  # it closed its output yet lives on: end it
+                self.proc.kill()
+                code = self.proc.wait()
         log.error("the heartbeat sidecar exited (%s); starting a new one in 1s", code)
         for fut in list(self._calls.values()):
             if not fut.done():
