@@ -28,6 +28,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -56,6 +57,8 @@ SIDECAR_QUERIES = (
 )
 # Where psycopg is installed: the sidecar process imports it from there.
 _PSYCOPG_HOME = os.path.dirname(os.path.dirname(os.path.abspath(psycopg.__file__)))
+#: Finished jobs are told to the sidecar together, at most this many seconds late.
+LATER = 0.1
 #: How long a handler's fenced call (extend_lease, checkpoint) waits for the sidecar.
 CALL_TIMEOUT = 30.0
 
@@ -95,11 +98,13 @@ class Heartbeat:
         self.restarts = 0
         self._lock = threading.Lock()  # the pipe to the sidecar and what waits to go
         self._w = self._r = -1
-        self._pending = bytearray()
+        self._pending = bytearray()  # written when the pipe has room (the reader thread)
+        self._later = bytearray()  # finished jobs, sent every LATER seconds (see _sink)
         self._calls: dict[int, Future[list[list[Any]]]] = {}
         self._numbers = itertools.count()
         self._progress: dict[int, tuple[int, Any]] = {}
         self._stopping = threading.Event()
+        self._sent_later = 0.0
         self._thread = threading.Thread(target=self._run, name="pgqueue-heartbeat", daemon=True)
 
     # -- life ----------------------------------------------------------------------------
@@ -165,6 +170,7 @@ class Heartbeat:
         self.held.attach(None)
         with self._lock:
             self._pending.clear()
+            self._later.clear()
             self._close_w()
         if self.proc is not None:
             try:
@@ -201,14 +207,27 @@ class Heartbeat:
         whole batch: twice as fast as joining str()s; it runs for every claimed and every
         finished batch.)"""
         flat = tuple(itertools.chain.from_iterable(pairs))
-        self._send(kind + (" %d" * len(flat) % flat).encode() + b"\n")
+        # Claimed jobs go at once (a handler may starve this process right after its
+        # claim). Finished ones wait up to LATER seconds and go together: every write
+        # wakes the sidecar, and with a write per completed batch W3 drained slower than
+        # before the sidecar in 4 of 4 interleaved runs on 2 busy cores (median 10.3k vs
+        # 13.4k jobs/s); batched, no cost showed. A late "d" only makes the sidecar renew
+        # a finished job once more, which its fence refuses.
+        self._send(kind + (" %d" * len(flat) % flat).encode() + b"\n", now=kind != b"d")
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, now: bool = True) -> None:
         """Write to the sidecar without ever blocking; what does not fit waits for the
-        reader thread to pass it on."""
+        reader thread to pass it on. Not ``now``: kept for the next write (or LATER s)."""
         with self._lock:
             if self._w < 0:
                 return
+            if not now:
+                self._later += data
+                if len(self._later) < 1 << 16:
+                    return
+                now = True
+            if self._later:
+                data, self._later = bytes(self._later) + data, bytearray()
             if self._pending:
                 self._pending += data
                 return
@@ -270,18 +289,20 @@ class Heartbeat:
         buf = b""
         while True:
             with self._lock:
-                r, w, pending = self._r, self._w, bool(self._pending)
+                r, w, pending, later = self._r, self._w, bool(self._pending), bool(self._later)
             if self._stopping.is_set() and r < 0:
                 return
             writers = [w] if pending and w >= 0 else []
+            wait = 0.05 if pending else LATER if later else self.interval / 2
             try:
-                readable, writable, _ = select.select(
-                    [r], writers, [], 0.05 if pending else self.interval / 2
-                )
+                readable, writable, _ = select.select([r], writers, [], wait)
             except (OSError, ValueError):  # a descriptor closed under us by stop()
                 readable, writable = [], []
             if writable:
                 self._flush()
+            if later and time.monotonic() - self._sent_later >= LATER:
+                self._sent_later = time.monotonic()
+                self._send(b"")  # what waits in _later
             self._send_progress()
             if not readable:
                 continue
@@ -348,6 +369,7 @@ class Heartbeat:
         with self._lock:
             self._close_w()
             self._pending.clear()
+            self._later.clear()
             self._spawn()
         self.held.attach(self._sink)  # every job held now, to the new sidecar
         return True
