@@ -85,11 +85,8 @@ class JobContext:
         text = checkpoint_json(state, self._limits)
         if self._call is None:
             raise LeaseLost(f"job {self.job_id}: no worker to store the checkpoint")
-        rows = self._call(
-            "job_checkpoint_fenced",
-            {"id": self.job_id, "attempt": self.attempt, "worker_id": self.worker_id,
-             "state": text},
-        )  # fmt: skip
+        params = {"id": self.job_id, "attempt": self.attempt, "worker_id": self.worker_id}
+        rows = self._call("job_checkpoint_fenced", {**params, "state": text})
         if not rows:
             self.lease_lost.set()
             raise LeaseLost(
