@@ -56,8 +56,17 @@ class Admin:
         well."""
         return self._rows("unknown_task_list")
 
+    def running(self) -> list[dict[str, Any]]:
+        """The ``running_jobs`` view, oldest job first: worker, attempt, run and lease
+        seconds, whether a cancel was asked, and the progress its handler last reported
+        (``progress_done``, ``progress_total``, ``progress_percent``, ``progress_message``,
+        ``progress_at``: NULL until it reports)."""
+        return self._rows("job_running_list")
+
     def job(self, job_id: int) -> dict[str, Any]:
-        """Everything about one job: arguments, state, every attempt's error, result. A
+        """Everything about one job: arguments, state, every attempt's error, result,
+        ``progress`` (what its handler last reported with ``ctx.progress``: done, total,
+        message, at) and ``checkpoint`` (its last ``ctx.checkpoint`` state). A
         value Python cannot decode (a poison job's args) is given as its JSON text."""
         rows = self._rows("job_get", {"id": _job_id(job_id)}, raw_json=True)
         if not rows:
@@ -71,7 +80,8 @@ class Admin:
         task: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Jobs, newest first, filtered by queue, state and task."""
+        """Jobs, newest first, filtered by queue, state and task; ``progress`` is what a
+        job's handler last reported (``ctx.progress``), or None."""
         if queue is not None:
             self._known_queue(queue)
         choices = (*STATES, "scheduled")

@@ -77,7 +77,7 @@ def render_list(rows: list[dict[str, Any]], now: datetime | None = None) -> str:
             r["id"],
             r["queue"],
             r["task"],
-            r["state"],
+            _state(r),
             f"{r['attempt']}/{r['max_attempts']}",
             _when(r, now),
             r["last_error"] or "",
@@ -85,6 +85,27 @@ def render_list(rows: list[dict[str, Any]], now: datetime | None = None) -> str:
         for r in rows
     ]
     return fitted_table(headers, table_rows, shrink={1: 8, 2: 12, 6: 10})
+
+
+def _state(row: dict[str, Any]) -> str:
+    """The state; a running job's progress after it (``running 70%``, ``running 7``)."""
+    progress = row.get("progress")
+    if row["state"] != "running" or not progress:
+        return str(row["state"])
+    return f"running {progress_text(progress, short=True)}"
+
+
+def progress_text(progress: dict[str, Any], short: bool = False) -> str:
+    """``7/10 (70%)`` and the message; short: ``70%`` (or ``7`` without a total)."""
+    done, total = progress.get("done"), progress.get("total")
+    number = f"{done:g}" if isinstance(done, (int, float)) else "?"
+    percent = None
+    if isinstance(total, (int, float)) and total > 0 and isinstance(done, (int, float)):
+        percent = f"{100 * done / total:.0f}%"
+    if short:
+        return percent or number
+    text = f"{number}/{total:g} ({percent})" if percent else number
+    return f"{text}  {progress['message']}" if progress.get("message") else text
 
 
 def _when(row: dict[str, Any], now: datetime) -> str:
@@ -149,6 +170,12 @@ def render_job(job: dict[str, Any], now: datetime | None = None) -> str:
             field(name, "-" if job[key] is None else moment(job[key]))
     field("args", _json(job["args"]))
     field("kwargs", _json(job["kwargs"]))
+    if job.get("progress"):
+        progress = progress_text(job["progress"])
+        at = job["progress"].get("at")
+        field("progress", f"{progress}  (reported {at})" if at else progress)
+    if job.get("checkpoint") is not None:
+        field("checkpoint", _json(job["checkpoint"]))
     field("result", "-" if job["result"] is None else _json(job["result"]))
     errors: list[dict[str, Any]] = job["errors"] or []
     lines.append("")

@@ -106,6 +106,15 @@ from .durations import Duration
     "PostgreSQL crash a just-claimed job may run again; nothing enqueued or finished is lost.",
 )
 @click.option(
+    "--heartbeat",
+    type=click.Choice(["process", "thread"]),
+    default="process",
+    envvar="PGQUEUE_HEARTBEAT",
+    show_default=True,
+    help="Renew leases from a sidecar process no handler can starve (process), or from a "
+    "thread of the worker (one process fewer; a handler holding the GIL can starve it).",
+)
+@click.option(
     "--no-listen",
     is_flag=True,
     help="Poll only (every --poll-interval), no LISTEN connection. Behind pgbouncer in "
@@ -152,6 +161,7 @@ def work(
     keep_failed: float,
     unknown_task_timeout: float,
     fast_claims: bool,
+    heartbeat: str,
     no_listen: bool,
     work_listen_dsn: str | None,
     burst: bool,
@@ -191,6 +201,7 @@ def work(
         listen=not no_listen,
         prefetch=prefetch,
         fast_claims=fast_claims,
+        heartbeat=heartbeat,
         retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
         unknown_task_timeout=unknown_task_timeout,
         burst=burst,

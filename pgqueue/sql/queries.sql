@@ -260,7 +260,8 @@ SELECT id, queue, task, args, kwargs, state, priority,
        LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, attempt,
        max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
-       created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
+       created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on,
+       progress, checkpoint
 FROM {schema}.all_jobs WHERE id = %(id)s;
 
 -- name: job_ids_existing
@@ -309,7 +310,7 @@ SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
     started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- a pkey lookup in any plan, generic too
 RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
-          j.error_count, j.lost_count, j.priority;
+          j.error_count, j.lost_count, j.priority, j.checkpoint::text;
 
 -- name: queue_lock_limited
 -- The first statement of every job_claim_flow transaction. Limited queues (a cap on
@@ -440,7 +441,7 @@ WITH lim AS MATERIALIZED (
         started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
-              j.error_count, j.lost_count, j.priority
+              j.error_count, j.lost_count, j.priority, j.checkpoint::text
 ), rate_counted AS (
     -- a rate-limited queue's window count moves with what this claim took (its row is
     -- locked by queue_lock_limited, so the counts add up exactly)
@@ -505,15 +506,18 @@ WITH d AS MATERIALIZED (
     RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempt,
               j.max_attempts, j.error_count, j.lost_count, j.worker_id, j.dedupe_key,
               j.errors, nullif(d.map -> j.id::text -> 1, 'null') AS result, j.created_at,
-              j.started_at, j.cancel_requested_at, j.group_key, j.depends_on
+              j.started_at, j.cancel_requested_at, j.group_key, j.depends_on, j.progress,
+              j.checkpoint
 ), done AS (
     INSERT INTO {schema}.succeeded_jobs (
         id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
         error_count, lost_count, worker_id, dedupe_key, errors, result, created_at,
-        started_at, finished_at, cancel_requested_at, group_key, depends_on)
+        started_at, finished_at, cancel_requested_at, group_key, depends_on, progress,
+        checkpoint)
     SELECT id, queue, task, args, kwargs, 'succeeded', priority, run_at, attempt,
            max_attempts, error_count, lost_count, worker_id, dedupe_key, errors, result,
-           created_at, started_at, now(), cancel_requested_at, group_key, depends_on
+           created_at, started_at, now(), cancel_requested_at, group_key, depends_on,
+           progress, checkpoint
     FROM gone
     RETURNING id
 ), told AS (
@@ -590,8 +594,9 @@ SELECT state, CASE WHEN state <> 'queued' THEN pg_notify('{done_channel}', id::t
 FROM snoozed;
 
 -- name: job_heartbeat_fenced
--- Renews every lease a worker holds in one statement; ids missing from RETURNING were
--- lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
+-- Renews every lease a worker holds in one statement (run by the heartbeat sidecar,
+-- pgqueue/worker/sidecar.py), writing the progress handlers reported; ids missing from
+-- RETURNING were lost. GREATEST keeps a lease a handler extended on purpose from being shortened.
 -- Locks in id order, like job_complete_fenced (no deadlock between the two), and skips
 -- rows someone else holds locked (an operator's open UPDATE): one such row must not
 -- stall every other lease. Skipped rows are checked with job_held_check, not "lost".
@@ -605,11 +610,16 @@ WITH mine AS (
     ORDER BY j.id
     FOR NO KEY UPDATE OF j SKIP LOCKED
 ), held AS MATERIALIZED (
-    SELECT jsonb_object(%(ids)s::bigint[]::text[], %(attempts)s::integer[]::text[]) AS map
+    SELECT jsonb_object(%(ids)s::bigint[]::text[], %(attempts)s::integer[]::text[]) AS map,
+           %(progress)s::jsonb AS progress
 )
 UPDATE {schema}.jobs AS j
 SET lease_expires_at = GREATEST(j.lease_expires_at,
-                                now() + make_interval(secs => %(lease)s::float8))
+                                now() + make_interval(secs => %(lease)s::float8)),
+    -- ctx.progress() since the last beat ({"id": {done, total, message}}), stamped now;
+    -- fenced with the lease (the same row, the same attempt)
+    progress = coalesce((held.progress -> mine.id::text) || jsonb_build_object('at', now()),
+                        j.progress)
 FROM mine, held
 WHERE j.id = mine.id AND (held.map ->> mine.id::text)::integer = mine.attempt
 RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
@@ -651,6 +661,16 @@ SET lease_expires_at = GREATEST(lease_expires_at,
 WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
   AND state = 'running'
 RETURNING lease_expires_at;
+
+-- name: job_checkpoint_fenced
+-- ctx.checkpoint(state): the handler's resume state, stored at once (run on the heartbeat
+-- sidecar's connection); no row means the lease is already lost. The claim hands it to
+-- the next attempt (ctx.checkpoint_state).
+UPDATE {schema}.jobs
+SET checkpoint = %(state)s::jsonb
+WHERE id = %(id)s AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+  AND state = 'running'
+RETURNING id;
 
 -- name: job_release_fenced
 -- Shutdown: hand unfinished jobs back at once. Uses no attempt (counters untouched);
@@ -973,12 +993,16 @@ SELECT coalesce(p.queue, d.queue) AS queue, coalesce(p.task, d.task) AS task, p.
 FROM pending AS p FULL JOIN dead AS d ON d.queue = p.queue AND d.task = p.task
 ORDER BY 1, 2;
 
+-- name: job_running_list
+-- app.admin.running(): the running_jobs view (migration 0008 added the progress columns).
+SELECT * FROM {schema}.running_jobs ORDER BY started_at, id;
+
 -- name: job_list
 -- Newest first; each filter is optional (NULL matches everything). run_at clamped as
 -- in job_get.
 SELECT id, queue, task, state, priority, attempt, max_attempts,
        LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
-       finished_at, errors -> -1 ->> 'message' AS last_error
+       finished_at, errors -> -1 ->> 'message' AS last_error, progress
 FROM {schema}.all_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s)

@@ -49,6 +49,12 @@ class WorkerConfig:
     retention: Retention = field(default_factory=Retention)
     prune_interval: float = 10.0
     unknown_task_timeout: float = 3600.0
+    heartbeat: str = "process"
+    """Where leases are renewed: ``process`` (default), a small sidecar process per worker
+    that no handler can starve (one holding the GIL in a C call, blocking its loop, using
+    every CPU), which stops renewing when the worker is stopped (SIGSTOP) or dead; or
+    ``thread``, a thread of the worker (one process fewer; a handler that holds the GIL
+    for longer than the lease then loses its job to another worker)."""
     burst: bool = False
     """Run what is due, then stop: once nothing is running or buffered and no job of
     the worker's queues is due (scheduled ones and retries with a backoff are left for
@@ -86,5 +92,9 @@ class WorkerConfig:
             raise ConfigurationError("prune_interval must be between 0.1 and 86400 seconds")
         if isinstance(self.prefetch, bool) or not 0 <= self.prefetch <= 100_000:
             raise ConfigurationError("prefetch must be between 0 and 100000")
+        if self.heartbeat not in ("process", "thread"):
+            raise ConfigurationError(
+                f"heartbeat must be 'process' or 'thread', got {self.heartbeat!r}"
+            )
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
             raise ConfigurationError("claim_batch must be between 1 and 10000")

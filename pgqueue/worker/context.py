@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..errors import LeaseLost, Retry
+from ..limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass
@@ -30,6 +31,12 @@ class JobContext:
     lease_lost: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     _extend: Callable[[int, int, float], bool] | None = field(default=None, repr=False)
+    checkpoint_state: Any = None
+    """The state the last ``checkpoint()`` of an earlier attempt stored (None on a first
+    run, or if no attempt stored one): resume from it."""
+    _progress: Callable[[int, int, dict[str, Any]], None] | None = field(default=None, repr=False)
+    _call: Callable[[str, dict[str, Any]], list[Any]] | None = field(default=None, repr=False)
+    _limits: Limits = field(default=DEFAULT_LIMITS, repr=False)
 
     def retry(self, countdown: float | None = None, reason: str = "") -> NoReturn:
         """Run the job again after ``countdown`` seconds (None: the task's backoff):
@@ -47,3 +54,41 @@ class JobContext:
         if self._extend is None or not self._extend(self.job_id, self.attempt, seconds):
             self.lease_lost.set()
             raise LeaseLost(f"job {self.job_id} attempt {self.attempt}: lease lost")
+
+    def progress(
+        self, done: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Say how far the job has got: ``done`` of ``total`` (any unit), and a message.
+
+        Cheap (call it as often as you like): the last value is kept in memory and
+        written, fenced, with the next heartbeat (every lease/3). Shown in the
+        ``running_jobs`` view, ``pgqueue jobs list``/``show`` and ``app.admin``. Raises
+        ``InvalidJobError`` (a ``ValueError``) for a negative or non-number ``done`` or
+        ``total``; a message longer than 500 characters is cut."""
+        from .progress import progress_value
+
+        value = progress_value(done, total, message)
+        if self._progress is not None:
+            self._progress(self.job_id, self.attempt, value)
+
+    def checkpoint(self, state: Any) -> None:
+        """Store ``state`` (JSON) durably now; the next attempt of this job (after a
+        crash, a lost lease or a retry) starts with it as ``ctx.checkpoint_state``.
+
+        A fenced write of its own (one round trip; from an ``async def`` handler it blocks
+        the loop for that long). Raises ``InvalidJobError`` (nothing stored) if ``state`` is
+        not JSON or breaks the App's payload limits, ``LeaseLost`` (and sets
+        ``lease_lost``) if the job is no longer ours, ``PgQueueError`` if the database
+        cannot be reached."""
+        from .progress import checkpoint_json
+
+        text = checkpoint_json(state, self._limits)
+        if self._call is None:
+            raise LeaseLost(f"job {self.job_id}: no worker to store the checkpoint")
+        params = {"id": self.job_id, "attempt": self.attempt, "worker_id": self.worker_id}
+        rows = self._call("job_checkpoint_fenced", {**params, "state": text})
+        if not rows:
+            self.lease_lost.set()
+            raise LeaseLost(
+                f"job {self.job_id} attempt {self.attempt}: lease lost; checkpoint not stored"
+            )

@@ -39,10 +39,11 @@ from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..limits import DEFAULT_LIMITS, Limits
 from ..tasks import Task
 from .completer import Completer
 from .context import JobContext
-from .heartbeat import Held
+from .heartbeat import Heartbeat, Held
 from .joblog import JobLog
 from .runner import Claimed, Outcome, failure, run_job
 
@@ -134,8 +135,12 @@ class Dispatcher:
         extend: Callable[[int, int, float], bool],
         on_slot: Callable[[], None],
         joblog: JobLog,
+        heartbeat: Heartbeat | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.tasks = tasks
+        self.heartbeat = heartbeat  # progress and fenced calls (checkpoint) of handlers
+        self.limits = limits
         self.joblog = joblog
         self.worker_id = worker_id
         self.concurrency = concurrency
@@ -209,6 +214,10 @@ class Dispatcher:
                         job.queue,
                         self.worker_id,
                         _extend=self.extend,
+                        checkpoint_state=job.checkpoint,
+                        _progress=self.heartbeat.progress if self.heartbeat else None,
+                        _call=self.heartbeat.call if self.heartbeat else None,
+                        _limits=self.limits,
                     )
                 run = Run(job, handler, ctx, lane)
                 self.running[job.id] = run

@@ -3,8 +3,9 @@
 One asyncio loop per process. It claims up to its free slots at a time with
 ``job_claim_batch`` (SKIP LOCKED), runs each job (``runner``), hands outcomes to the
 ``Completer`` (batched fenced writes) and keeps leases alive from the ``Heartbeat``
-thread. Database errors never stop it: it logs, backs off and tries again; the pools
-re-open broken connections, so it rides out a PostgreSQL restart on its own.
+sidecar process (heartbeat.py). Database errors never stop it: it logs, backs off and
+tries again; the pools re-open broken connections, so it rides out a PostgreSQL restart
+on its own.
 
 Shutdown (``request_stop``, SIGTERM, SIGINT): stop claiming, let running jobs finish for
 up to ``shutdown_timeout``, then hand the rest back to ``queued`` at once without using
@@ -177,6 +178,7 @@ class Worker:
             self.held,
             self._lost_from_thread,
             on_cancel=self._cancel_from_thread,
+            mode=cfg.heartbeat,
         )
         self.heartbeat = heartbeat
         joblog = JobLog(log)
@@ -195,6 +197,8 @@ class Worker:
             heartbeat.extend,
             self._slot.set,
             joblog,
+            heartbeat=heartbeat,
+            limits=self.app.limits,
         )
         build_maintenance(self, pool, pools.pooler)
         async with pool.connection() as conn:

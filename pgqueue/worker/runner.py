@@ -100,6 +100,7 @@ class Claimed:
     error_count: int
     lost_count: int
     priority: int
+    checkpoint: Any = None  # what an earlier attempt stored with ctx.checkpoint()
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
@@ -120,6 +121,7 @@ class Claimed:
             row[7],
             row[8],
             row[9],
+            None if row[10] is None else _json(row[10]),
         )
 
 

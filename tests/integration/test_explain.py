@@ -62,7 +62,7 @@ def test_fenced_batch_writes_look_jobs_up_by_primary_key(
         ("job_complete_fenced", {"ids": some, "done": done, "worker_id": "w"}),
         (
             "job_heartbeat_fenced",
-            {"ids": some, "attempts": [1] * 500, "worker_id": "w", "lease": 30.0},
+            {"ids": some, "attempts": [1] * 500, "worker_id": "w", "lease": 30.0, "progress": "{}"},
         ),
         ("job_release_fenced", {"ids": some, "attempts": [1] * 500, "worker_id": "w"}),
     ]:
@@ -77,7 +77,7 @@ GENERIC_CASES = [
     ("job_claim_batch", "ARRAY['q1'], 10, 'w', 30", "jobs_claim_idx"),
     ("job_claim_flow", "10, ARRAY['q1'], 'w', 30", "jobs_group_claim_idx"),
     ("job_complete_fenced", "'{}', ARRAY[1,2,3]::bigint[], 'w'", "jobs_pkey"),
-    ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], 30", "jobs_pkey"),
+    ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], '{}', 30", "jobs_pkey"),
     ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]", "jobs_pkey"),
     ("job_reap_expired", "'k', 1000", "jobs_lease_idx"),
     ("job_prune_finished", "1.0, 2.0, 3.0, 1000", "jobs_finished_idx"),
@@ -110,7 +110,7 @@ def test_generic_plans_stay_on_their_indexes(
 @pytest.mark.parametrize(
     "name, args",
     [
-        ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], 30"),
+        ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], '{}', 30"),
         ("job_held_check", "ARRAY[1,2,3]::bigint[], ARRAY[1,1,1], 'w'"),
         ("job_release_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1]"),
     ],

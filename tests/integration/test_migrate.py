@@ -48,6 +48,8 @@ JOBS_COLUMNS = {
     "cancel_requested_at",
     "group_key",
     "depends_on",
+    "progress",  # 0009
+    "checkpoint",  # 0009
 }
 JOBS_INDEXES = {
     "jobs_pkey",
@@ -304,6 +306,11 @@ def test_other_objects_exist(conn: Conn, schema: str) -> None:
         "run_seconds",
         "lease_left_seconds",
         "cancel_requested",
+        "progress_done",  # 0009
+        "progress_total",
+        "progress_percent",
+        "progress_message",
+        "progress_at",
     ]
     assert columns("dead_jobs") == [
         "id",
@@ -474,6 +481,7 @@ def test_upgrade_from_0003_moves_succeeded_jobs_out_of_the_hot_table(
         "queued",
     ]
     moved = conn.execute(f'SELECT * FROM "{s}".succeeded_jobs').fetchall()
+    before = [(*row, None, None) for row in before]  # 0009's progress and checkpoint
     assert moved == [before[0]]  # every column, in the same order
     assert conn.execute(f'SELECT * FROM "{s}".all_jobs ORDER BY id').fetchall() == before
     done_id = before[0][0]

@@ -73,12 +73,13 @@ def test_resolve_dsn_and_app_dsn_carry_it(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_pools_carry_it() -> None:
-    """App's pools, the worker's (pgqueue.worker.services) and the heartbeat's are these."""
+    """App's pools, the worker's (pgqueue.worker.services) and the heartbeat sidecar's
+    connection carry it."""
     pool = Pool("host=h dbname=db", open=False)
     apool = AsyncPool("host=h dbname=db", open=False)
     assert timeout_of(pool.conninfo) == timeout_of(apool.conninfo) == "10"
     beat = Heartbeat("host=h", "s", {"id": "w"}, 30.0, Held(), lambda lost: None)
-    assert timeout_of(beat.pool.conninfo) == "10"
+    assert timeout_of(beat.config["dsn"]) == "10"  # the sidecar's connection
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,6 @@ def test_a_workers_connections_name_pgqueue_their_role_and_the_worker(
 ) -> None:
     with running(qapp) as worker:
         qapp.enqueue("noop")  # the App's own pool: a producer connection
-        wait_until(lambda: worker.heartbeat.pool.get_stats()["pool_size"] >= 1, what="heartbeat")
         wait_until(
             lambda: {"claim", "maintenance", "heartbeat", "listen"}
             <= {n.split(" ")[1] for n in _names(conn, f"% {worker.id}")},

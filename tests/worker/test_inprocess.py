@@ -540,6 +540,8 @@ def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
             "error": '{"kind":"error","message":"stale"}',
             "message": "stale",
             "max_snoozes": 1000,
+            "progress": f'{{"{job_id}": {{"done": 1}}}}',
+            "state": '{"step": 1}',
         }
         for name in (
             "job_complete_fenced",
@@ -548,10 +550,13 @@ def test_fast_claims_work_and_every_fenced_write_checks_the_worker_id(
             "job_cancel_fenced",
             "job_snooze_fenced",
             "job_extend_lease_fenced",
+            "job_checkpoint_fenced",
             "job_release_fenced",
         ):
             assert conn.execute(app.query(name), params).fetchall() == [], name
         assert job(conn, schema, job_id)["worker_id"] == worker.id
+        assert job(conn, schema, job_id)["checkpoint"] is None
+        assert job(conn, schema, job_id)["progress"] is None
         row = wait_state(conn, schema, job_id, "succeeded")
     assert (row["result"], row["attempt"], row["errors"]) == ("done", 1, [])
 
@@ -588,6 +593,8 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
             "error": '{"kind":"error","message":"stale"}',
             "message": "stale",
             "max_snoozes": 1000,
+            "progress": f'{{"{job_id}": {{"done": 1}}}}',
+            "state": '{"step": 1}',
         }
         for name in (
             "job_complete_fenced",
@@ -597,6 +604,7 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
             "job_cancel_fenced",
             "job_snooze_fenced",
             "job_extend_lease_fenced",
+            "job_checkpoint_fenced",
             "job_release_fenced",
         ):
             assert conn.execute(app.query(name), params).fetchall() == [], name
