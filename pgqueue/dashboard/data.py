@@ -96,7 +96,7 @@ class Data:
         return [r["id"] for r in self.rows("job_dead_group_ids", params)]
 
     def running(self) -> list[dict[str, Any]]:
-        return self.rows("job_running_list", {"limit": 1000})
+        return self.rows("job_running_by_worker", {"limit": 1000})
 
     def dependencies(self, job: dict[str, Any]) -> tuple[list[Row], list[Row]]:
         """(the jobs it runs after, the jobs still waiting for it)."""

@@ -994,7 +994,7 @@ FROM pending AS p FULL JOIN dead AS d ON d.queue = p.queue AND d.task = p.task
 ORDER BY 1, 2;
 
 -- name: job_running_list
--- app.admin.running(): the running_jobs view (migration 0008 added the progress columns).
+-- app.admin.running(): the running_jobs view (migration 0009 added the progress columns).
 SELECT * FROM {schema}.running_jobs ORDER BY started_at, id;
 
 -- name: job_list
@@ -1295,7 +1295,7 @@ WHERE state = 'failed' AND queue = %(queue)s AND task = %(task)s
 ORDER BY id
 LIMIT %(limit)s;
 
--- name: job_running_list
+-- name: job_running_by_worker
 -- The workers page: what each worker runs (jobs_lease_idx holds exactly these rows).
 SELECT id, queue, task, worker_id, attempt, max_attempts, started_at, run_seconds,
        lease_left_seconds, cancel_requested
