@@ -161,8 +161,11 @@ class Completer:
             return False
 
     async def _write(self, batch: list[Outcome]) -> None:
-        ok = [o for o in batch if o.ok]
         finished: list[int] = []
+        if any(o.in_tx for o in batch):  # completed in the handler's transaction
+            finished = self._done_in_transaction([o for o in batch if o.in_tx])
+            batch = [o for o in batch if not o.in_tx]
+        ok = [o for o in batch if o.ok]
         if len(ok) == len(batch):  # the common case: only successes
             bad: list[Outcome] = []
             cancelled: list[Outcome] = []
@@ -248,6 +251,24 @@ class Completer:
                 self._finish_log(o, state)
             if finished:
                 await resolve_dependents(conn, self.schema, finished)
+
+    def _done_in_transaction(self, batch: list[Outcome]) -> list[int]:
+        """Outcomes the handler's own transaction already wrote (ctx.transaction()):
+        count and log them; the ids of those a waiting job depends on."""
+        lines = self.joblog.enabled()
+        waiting = []
+        for o in batch:
+            o.written = True
+            self.held.discard(o.job.id, o.job.attempt)
+            if not o.committed:
+                self._finish_log(o, None)  # the fenced completion matched nothing
+                continue
+            self.succeeded += 1
+            if lines:
+                self.joblog.succeeded(o.job, o.duration)
+            if o.has_waiting:
+                waiting.append(o.job.id)
+        return waiting
 
     async def _execute(self, conn: Any, sql: str, params: Any) -> Any:
         return await pooler_execute(conn, sql, params, settings=self.settings)

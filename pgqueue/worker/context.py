@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import LeaseLost, Retry
+from ..errors import LeaseLost, PgQueueError, Retry
 from ..limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from .transaction import HandlerTransaction, TransactionSource
 
 
 @dataclass
@@ -37,6 +40,25 @@ class JobContext:
     _progress: Callable[[int, int, dict[str, Any]], None] | None = field(default=None, repr=False)
     _call: Callable[[str, dict[str, Any]], list[Any]] | None = field(default=None, repr=False)
     _limits: Limits = field(default=DEFAULT_LIMITS, repr=False)
+    _transactions: TransactionSource | None = field(default=None, repr=False)
+    _tx: HandlerTransaction | None = field(default=None, repr=False)
+
+    def transaction(self) -> HandlerTransaction:
+        """The handler's database work in the transaction that completes the job:
+        ``with ctx.transaction() as conn:`` (sync handlers; ``async with`` in async ones)
+        gives a psycopg connection in an open transaction, which commits together with
+        the job's success when the handler returns, or rolls back if it raises, is
+        cancelled or lost its lease (see ``pgqueue.worker.transaction``). Calling it again
+        in the same run gives the same transaction. Raises ``PgQueueError`` outside a
+        worker."""
+        if self._tx is None:
+            if self._transactions is None:
+                raise PgQueueError(
+                    "ctx.transaction() needs a worker's connections: it works in handlers "
+                    "run by pgqueue work (or Worker), not in a JobContext made by hand"
+                )
+            self._tx = self._transactions.open(self.job_id, self.attempt)
+        return self._tx
 
     def retry(self, countdown: float | None = None, reason: str = "") -> NoReturn:
         """Run the job again after ``countdown`` seconds (None: the task's backoff):
@@ -55,9 +77,7 @@ class JobContext:
             self.lease_lost.set()
             raise LeaseLost(f"job {self.job_id} attempt {self.attempt}: lease lost")
 
-    def progress(
-        self, done: float, total: float | None = None, message: str | None = None
-    ) -> None:
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Say how far the job has got: ``done`` of ``total`` (any unit), and a message.
 
         Cheap (call it as often as you like): the last value is kept in memory and

@@ -46,6 +46,7 @@ from .context import JobContext
 from .heartbeat import Heartbeat, Held
 from .joblog import JobLog
 from .runner import Claimed, Outcome, failure, run_job
+from .transaction import TransactionSource
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -137,8 +138,10 @@ class Dispatcher:
         joblog: JobLog,
         heartbeat: Heartbeat | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        transactions: TransactionSource | None = None,
     ) -> None:
         self.tasks = tasks
+        self.transactions = transactions  # ctx.transaction()
         self.heartbeat = heartbeat  # progress and fenced calls (checkpoint) of handlers
         self.limits = limits
         self.joblog = joblog
@@ -218,6 +221,7 @@ class Dispatcher:
                         _progress=self.heartbeat.progress if self.heartbeat else None,
                         _call=self.heartbeat.call if self.heartbeat else None,
                         _limits=self.limits,
+                        _transactions=self.transactions,
                     )
                 run = Run(job, handler, ctx, lane)
                 self.running[job.id] = run
@@ -257,6 +261,9 @@ class Dispatcher:
         except Exception as exc:  # run_job turns handler errors into outcomes; belt and braces
             outcome = failure(job, run.handler, exc, started)
         finally:
+            if run.ctx is not None and run.ctx._tx is not None and run.ctx._tx.open:
+                # cancelled, lost or shut down with its transaction open: it all rolls back
+                await asyncio.shield(run.ctx._tx.rollback())
             if self.running.get(job.id) is run:
                 del self.running[job.id]
             self.on_slot()
@@ -271,7 +278,9 @@ class Dispatcher:
                 extra={"job_id": job.id, "task": job.task, "event": "lease_lost"},
             )
             return
-        if run.cancel:  # asked to stop: it ends cancelled whatever the handler did
+        if run.cancel and not (outcome is not None and outcome.in_tx):
+            # asked to stop: it ends cancelled whatever the handler did (unless its own
+            # transaction has already ended it)
             outcome = Outcome(job, ok=False, cancelled=True)
         assert outcome is not None
         self.completer.put(outcome)

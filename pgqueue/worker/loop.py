@@ -47,6 +47,7 @@ from .joblog import JobLog
 from .runner import Claimed
 from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
 from .services import build_maintenance, open_pools, start_services
+from .transaction import TransactionSource
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -186,6 +187,8 @@ class Worker:
         self.completer = Completer(
             pool, schema, self.id, self.held, self._wake_up, joblog, settings=pools.settings
         )
+        # ctx.transaction(): handlers' own transactions, on connections opened on first use
+        transactions = TransactionSource(dsn, schema, self.id, cfg.concurrency, pools.pooler)
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,
@@ -199,6 +202,7 @@ class Worker:
             joblog,
             heartbeat=heartbeat,
             limits=self.app.limits,
+            transactions=transactions,
         )
         build_maintenance(self, pool, pools.pooler)
         async with pool.connection() as conn:
@@ -227,6 +231,7 @@ class Worker:
                 executor.shutdown(wait=False, cancel_futures=True)
                 await pool.close()
                 await claim_pool.close()
+                await transactions.close()
                 joblog.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:

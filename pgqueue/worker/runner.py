@@ -21,9 +21,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Cancel, JobTimeout, Retry, Snooze
+import psycopg
+
+from ..errors import Cancel, JobTimeout, PgQueueError, Retry, Snooze
 from ..tasks import RetryPolicy, Task
 from .context import JobContext
+from .transaction import HandlerTransaction, describe_commit_failure
 
 # The decoder's C scanner, without json.loads' Python layers (typeshed does not list it).
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -141,6 +144,9 @@ class Outcome:
     release: bool = False  # an unknown task: handed back, no attempt used
     snooze: float | None = None  # Snooze(seconds): back to queued, no attempt used
     message: str | None = None  # why it ended cancelled (Cancel(reason))
+    in_tx: bool = False  # done in the handler's own transaction (ctx.transaction())...
+    committed: bool = False  # ...and committed (False: the lease was lost, rolled back)
+    has_waiting: bool = False  # (committed) a job waits for this one (after=)
 
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
@@ -343,6 +349,7 @@ async def run_job(
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(executor, lambda: task.func(*args, **kwargs))
     except _Timeout:
+        await _roll_back(ctx)
         exc = JobTimeout(f"{task.name} ran past its timeout of {task.timeout}s")
         return Outcome(
             job,
@@ -352,10 +359,41 @@ async def run_job(
             duration=time.monotonic() - started,
         )
     except asyncio.CancelledError:
-        raise
+        raise  # (the dispatcher rolls back a transaction the handler left open)
     except BaseException as exc:
+        await _roll_back(ctx)
         return failure(job, task, exc, started)
     text = _result_json(value)
     if text is None:
+        await _roll_back(ctx)
         return result_not_json(job, value, started)
+    if ctx is not None and ctx._tx is not None and ctx._tx.open:
+        return await _complete_in_transaction(job, task, ctx._tx, text, started)
     return Outcome(job, ok=True, result_json=text, duration=time.monotonic() - started)
+
+
+async def _roll_back(ctx: JobContext | None) -> None:
+    if ctx is not None and ctx._tx is not None and ctx._tx.open:
+        await ctx._tx.rollback()
+
+
+async def _complete_in_transaction(
+    job: Claimed, task: Task, tx: HandlerTransaction, text: str, started: float
+) -> Outcome:
+    """Complete the job in the handler's transaction (ctx.transaction()) and commit: an
+    ``in_tx`` outcome, which leaves the completer nothing to write (``committed``: the job
+    succeeded; not: the fenced completion matched nothing, the lease was lost and all
+    rolled back). A failed statement or commit is a failure with a retry."""
+    try:
+        committed, waiting = await tx.complete(text)
+    except psycopg.Error as exc:
+        return failure(job, task, PgQueueError(describe_commit_failure(job.id, exc)), started)
+    return Outcome(
+        job,
+        ok=True,
+        result_json=text,
+        duration=time.monotonic() - started,
+        in_tx=True,
+        committed=committed,
+        has_waiting=waiting,
+    )

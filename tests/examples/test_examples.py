@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,10 @@ def _drop_example_tables(pg_dsn: str) -> Iterator[None]:
     """The examples make tables of their own ("the application's"); drop them after."""
     yield
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS example_orders, example_signups")
+        conn.execute(
+            "DROP TABLE IF EXISTS example_orders, example_signups, example_eval_steps, "
+            "example_eval_results"
+        )
         conn.execute("DROP FUNCTION IF EXISTS example_signups_enqueue()")
 
 
@@ -41,7 +45,7 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    assert names == ["plain_psycopg", "sql_trigger"]  # add a test below for each new one
+    assert names == ["long_evaluation", "plain_psycopg", "sql_trigger"]  # add a test for each
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -57,3 +61,17 @@ def test_sql_trigger(pg_dsn: str, unmigrated_schema: str) -> None:
     assert "inserted 2 signups" in out
     assert "result: welcomed ada@example.com (signup" in out
     assert "result: welcomed grace@example.com (signup" in out
+
+
+def test_long_evaluation(pg_dsn: str, unmigrated_schema: str) -> None:
+    """kill -9 of the worker mid-evaluation: it resumes after its last checkpoint, and its
+    transactional result row exists once."""
+    out = run_example("long_evaluation", pg_dsn, unmigrated_schema)
+    assert re.search(r"killed the worker after \d+ of 10 steps", out), out
+    resumed = re.search(r"attempt 2: resuming at step (\d+)", out)
+    assert resumed and int(resumed.group(1)) >= 5, out  # not from the start
+    assert "result: {'mean':" in out
+    assert "steps run: 10 of 10" in out
+    twice = re.search(r"run twice: (.*)", out)
+    assert twice and (twice.group(1) == "none" or len(twice.group(1).split(",")) == 1), out
+    assert "result rows: 1" in out and "attempts: 2" in out

@@ -69,6 +69,20 @@ def record(ctx: JobContext, *_args: Any) -> dict[str, Any]:
     return _record(ctx)
 
 
+@app.task(name="record_tx", pass_context=True, retry=FAST_RETRY)
+def record_tx(ctx: JobContext, pause: float = 0.0) -> dict[str, Any]:
+    """Record in the job's own transaction (ctx.transaction()), then linger ``pause``
+    seconds before returning: the row commits with the job's success, or not at all."""
+    with ctx.transaction() as tx:
+        tx.execute(
+            f'INSERT INTO "{app.schema}".effects (job_id, attempt, worker_pid, lease_lost, note) '
+            "VALUES (%s, %s, %s, false, 'tx')",
+            (ctx.job_id, ctx.attempt, os.getpid()),
+        )
+    time.sleep(pause)  # a kill here must roll the insert back
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
 @app.task(name="slow", pass_context=True, retry=FAST_RETRY)
 def slow(ctx: JobContext, seconds: float, later: float | None = None) -> dict[str, Any]:
     """Sleep in small steps (stopping early if the lease is lost), then record."""
