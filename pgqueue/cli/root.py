@@ -79,6 +79,7 @@ def _register() -> None:
         enqueue,
         grant,
         jobs,
+        metrics,
         migrate,
         periodic,
         prune,
@@ -100,6 +101,7 @@ def _register() -> None:
     cli.add_command(work.work)
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
+    cli.add_command(metrics.metrics)
 
 
 _register()

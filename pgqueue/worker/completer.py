@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..db import first_line
 from ..errors import MAX_SNOOZES
+from ..hooks import CANCELLED, FAILED, LOST, RETRIED, SUCCEEDED, FinishedEvent, Hooks
 from ..maintenance.dependencies import resolve_dependents
 from ..sql import query
 from .heartbeat import Held
@@ -35,6 +36,8 @@ from .runner import Outcome
 log = logging.getLogger("pgqueue.worker")
 
 MAX_BATCH = 1000
+# A written state (None: the lease was lost) as the hooks name the attempt's end.
+_EVENT = {None: LOST, "cancelled": CANCELLED, "queued": RETRIED, "failed": FAILED}
 # A job of a task this worker does not know comes back after 0.5 s, then 1, 2, 4 ...
 # (doubling with each claim that used no attempt), at most 30 s: a worker that knows it
 # gets it soon, and workers that do not know it do not spin on it.
@@ -53,9 +56,14 @@ class Completer:
         held: Held,
         on_retry_scheduled: Callable[[], None],
         joblog: JobLog,
+        hooks: Hooks | None = None,
     ) -> None:
         self.pool = pool
         self.joblog = joblog
+        self.hooks = hooks or Hooks()
+        # How the attempts of the batch being written ended, for the hooks (pgqueue/hooks.py);
+        # None when no hook listens (then nothing is collected).
+        self._events: list[FinishedEvent] | None = None
         self.schema = schema
         self.worker_id = worker_id
         self.held = held
@@ -157,6 +165,19 @@ class Completer:
             return False
 
     async def _write(self, batch: list[Outcome]) -> None:
+        if not self.hooks.observing:
+            await self._write_batch(batch)
+            return
+        events: list[FinishedEvent] = []
+        self._events = events
+        try:
+            await self._write_batch(batch)
+        finally:
+            self._events = None
+            if events:
+                self.hooks.finish(events)
+
+    async def _write_batch(self, batch: list[Outcome]) -> None:
         ok = [o for o in batch if o.ok]
         finished: list[int] = []
         if len(ok) == len(batch):  # the common case: only successes
@@ -165,9 +186,7 @@ class Completer:
             released: list[Outcome] = []
         else:
             bad = [
-                o
-                for o in batch
-                if not (o.ok or o.cancelled or o.release or o.snooze is not None)
+                o for o in batch if not (o.ok or o.cancelled or o.release or o.snooze is not None)
             ]
             cancelled = [o for o in batch if o.cancelled]
             released = [o for o in batch if o.release]
@@ -200,6 +219,8 @@ class Completer:
                         self._finish_log(o, None)
                     elif lines:
                         self.joblog.succeeded(o.job, o.duration)
+                if self._events is not None:
+                    self._events.extend((o, SUCCEEDED) for o in ok if o.job.id in done)
                 self.succeeded += len(done)
             for o in cancelled:
                 cur = await conn.execute(
@@ -318,6 +339,8 @@ class Completer:
         """Log how a job ended, other than a success (those go through the JobLog),
         after the per-job lines still pending there."""
         self.joblog.flush()
+        if self._events is not None and state in _EVENT:
+            self._events.append((o, _EVENT[state]))
         j = o.job
         extra: dict[str, Any] = {
             "job_id": j.id,

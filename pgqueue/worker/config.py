@@ -49,6 +49,10 @@ class WorkerConfig:
     retention: Retention = field(default_factory=Retention)
     prune_interval: float = 10.0
     unknown_task_timeout: float = 3600.0
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (``/metrics``; 0: any free port, see
+    ``worker.metrics.port``); needs ``pgqueue[metrics]``. None: no server."""
+    metrics_host: str = "0.0.0.0"
     burst: bool = False
     """Run what is due, then stop: once nothing is running or buffered and no job of
     the worker's queues is due (scheduled ones and retries with a backoff are left for
@@ -86,5 +90,9 @@ class WorkerConfig:
             raise ConfigurationError("prune_interval must be between 0.1 and 86400 seconds")
         if isinstance(self.prefetch, bool) or not 0 <= self.prefetch <= 100_000:
             raise ConfigurationError("prefetch must be between 0 and 100000")
+        if self.metrics_port is not None and (
+            isinstance(self.metrics_port, bool) or not 0 <= self.metrics_port <= 65_535
+        ):
+            raise ConfigurationError("metrics_port must be between 0 and 65535")
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
             raise ConfigurationError("claim_batch must be between 1 and 10000")

@@ -83,6 +83,9 @@ class Heartbeat(threading.Thread):
         self.on_lost = on_lost
         self.on_cancel = on_cancel
         self.interval = lease / 3
+        self.renewed = 0  # leases renewed, lost, and failed beats: read by pgqueue.metrics
+        self.lost = 0
+        self.failures = 0
         self._stop_event = threading.Event()
         self.pool: ConnectionPool = Pool(
             dsn,
@@ -121,9 +124,11 @@ class Heartbeat(threading.Thread):
                     },
                 ).fetchall()
         except (psycopg.Error, Exception) as exc:  # keep beating whatever happens
+            self.failures += 1
             log.warning("heartbeat failed, will retry in %.1fs: %s", self.interval, first_line(exc))
             return
         renewed = {int(r[0]) for r in rows}
+        self.renewed += len(renewed)
         cancel = [int(r[0]) for r in rows if r[1]]
         if cancel and self.on_cancel is not None:
             self.on_cancel(cancel)  # the fallback when the NOTIFY was missed
@@ -133,6 +138,7 @@ class Heartbeat(threading.Thread):
         still_held = self.held.snapshot()
         lost = [(j, a) for j, a in missing.items() if still_held.get(j) == a]
         if lost:
+            self.lost += len(lost)
             self.on_lost(lost)
 
     def _really_lost(self, missing: dict[int, int]) -> dict[int, int]:

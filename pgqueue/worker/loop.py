@@ -90,6 +90,7 @@ class Worker:
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
         self.pruner: Pruner | None = None
+        self.metrics: Any = None  # the /metrics server when config.metrics_port is set
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -173,7 +174,8 @@ class Worker:
         self.heartbeat = heartbeat
         joblog = JobLog(log)
         joblog.start()
-        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up, joblog)
+        hooks = self.app.hooks
+        self.completer = Completer(pool, schema, self.id, self.held, self._wake_up, joblog, hooks)
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,
@@ -185,8 +187,13 @@ class Worker:
             heartbeat.extend,
             self._slot.set,
             joblog,
+            hooks,
         )
         build_maintenance(self, pool)
+        if cfg.metrics_port is not None:  # Prometheus /metrics (pgqueue/metrics/worker.py)
+            from ..metrics.worker import serve_worker_metrics
+
+            self.metrics = serve_worker_metrics(self, cfg.metrics_port, cfg.metrics_host)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()
@@ -214,6 +221,9 @@ class Worker:
                 await pool.close()
                 await claim_pool.close()
                 joblog.close()
+                hooks.close()
+                if self.metrics is not None:
+                    self.metrics.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
@@ -314,6 +324,8 @@ class Worker:
             fail_undecodable(poison, self.held, self.completer)
         self.held.add_many([(job.id, job.attempt) for job in jobs])
         self.claimed += len(jobs)
+        if self.app.hooks.claimed:
+            self.app.hooks.claim(jobs)
         return jobs
 
     async def _burst_done(self, dispatcher: Dispatcher) -> bool:

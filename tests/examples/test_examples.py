@@ -41,7 +41,8 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    assert names == ["plain_psycopg", "sql_trigger"]  # add a test below for each new one
+    # add a test below for each new one
+    assert names == ["error_reporting", "plain_psycopg", "sql_trigger"]
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -57,3 +58,11 @@ def test_sql_trigger(pg_dsn: str, unmigrated_schema: str) -> None:
     assert "inserted 2 signups" in out
     assert "result: welcomed ada@example.com (signup" in out
     assert "result: welcomed grace@example.com (signup" in out
+
+
+def test_error_reporting(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("error_reporting", pg_dsn, unmigrated_schema)
+    assert "attempt 1 of job 1 failed; retrying" in out
+    assert "reported: ValueError: card declined for order 42 {'task': 'tasks.charge'" in out
+    assert "'attempts': 2}" in out
+    assert "job.result(): JobFailed: ValueError: card declined for order 42" in out
