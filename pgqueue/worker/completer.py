@@ -348,6 +348,8 @@ class Completer:
             "attempt": j.attempt,
             "duration_ms": round(o.duration * 1000, 3),
         }
+        if j.trace is not None:  # traced (pgqueue.otel): the run's span
+            extra["trace_id"], extra["span_id"] = j.trace
         if state is None:
             self.lost += 1
             extra["event"] = "lease_lost"

@@ -103,6 +103,7 @@ class Claimed:
     priority: int
     headers: str | None = None  # JSON text (W3C trace context, ...) or None: see hooks.py
     waited: float = 0.0  # seconds from due (enqueued, or backoff over) to claimed
+    trace: tuple[str, str] | None = None  # (trace id, span id) of its run: pgqueue.otel
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:

@@ -111,9 +111,7 @@ def test_worker_metrics(app: App) -> None:
     assert not app.hooks.claimed and not app.hooks.finished  # the worker removed its hooks
 
 
-def test_processes_share_one_endpoint(
-    qapp: App, conn: Conn, schema: str, workers: Workers
-) -> None:
+def test_processes_share_one_endpoint(qapp: App, conn: Conn, schema: str, workers: Workers) -> None:
     port = free_port()
     workers.start("--processes", "2", "-c", "8", "--metrics-port", str(port), name="sup")
     wait_until(lambda: len(workers.registered(conn)) == 2, timeout=30, what="2 workers")
@@ -128,9 +126,7 @@ def test_processes_share_one_endpoint(
 
     m = wait_until(both, timeout=20, what="both processes scraped, 200 successes")
     processes = {
-        dict(labels)["process"]
-        for (name, labels), _ in m.items()
-        if name == "pgqueue_jobs_running"
+        dict(labels)["process"] for (name, labels), _ in m.items() if name == "pgqueue_jobs_running"
     }
     assert processes == {"0", "1"}
     assert total(m, "pgqueue_jobs_started_total", task="record") == 200
@@ -144,7 +140,7 @@ def test_fleet_exporter(app: App, conn: Conn, schema: str) -> None:
         f.defer()
     app.enqueue(f, delay=3600)
     conn.execute(
-        f"INSERT INTO \"{schema}\".workers (id, host, pid, queues, concurrency) "
+        f'INSERT INTO "{schema}".workers (id, host, pid, queues, concurrency) '
         "VALUES ('w-1', 'h', 1, '{fleet}', 1)"
     )
     server = serve_fleet(app, 0, "127.0.0.1")
