@@ -120,6 +120,8 @@ class Hooks:
         """``func`` (a handler) called inside every ``around_run`` hook, in the thread or
         task it runs in."""
         hooks = list(self.run)
+        if len(hooks) == 1:  # the common case (tracing): no ExitStack, it runs per job
+            return _wrap_one(func, is_async, job, hooks[0])
         if is_async:
 
             async def call_async(*args: Any, **kwargs: Any) -> Any:
@@ -208,3 +210,25 @@ class Hooks:
                 hook(arg)
             except Exception:
                 log.exception("an %s hook failed (ignored)", what)
+
+
+def _wrap_one(
+    func: Callable[..., Any],
+    is_async: bool,
+    job: Claimed,
+    hook: Callable[[Claimed], AbstractContextManager[Any]],
+) -> Callable[..., Any]:
+    """``Hooks.wrap`` for a single ``around_run`` hook."""
+    if is_async:
+
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            with hook(job):
+                return await func(*args, **kwargs)
+
+        return call_async
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with hook(job):
+            return func(*args, **kwargs)
+
+    return call

@@ -33,7 +33,8 @@ class BenchConfig:
     only: list[str] = field(
         default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5", "W6A", "W6T"]
     )
-    """W3Q (W3 with the worker at --log-level warning) runs only when asked (--only)."""
+    """W3Q (W3 with the worker at --log-level warning), W3M (W3 with Prometheus metrics)
+    and W3O (W3 with metrics and tracing) run only when asked (--only)."""
 
 
 @contextlib.contextmanager
@@ -68,6 +69,20 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
             f"drain {cfg.drain_jobs:,}, worker at --log-level warning (no per-job lines)",
             lambda a: workloads.w3_drain(
                 a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, log_level="warning"
+            ),
+        ),
+        (
+            "W3M",
+            f"drain {cfg.drain_jobs:,}, worker serving Prometheus metrics",
+            lambda a: workloads.w3_drain(
+                a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, observed="metrics"
+            ),
+        ),
+        (
+            "W3O",
+            f"drain {cfg.drain_jobs:,}, metrics + OpenTelemetry tracing (every span sampled)",
+            lambda a: workloads.w3_drain(
+                a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, observed="all"
             ),
         ),
         (

@@ -98,7 +98,12 @@ def w6_concurrent(app: App, jobs: int, producers: int, threads: bool) -> dict[st
 
 @contextlib.contextmanager
 def worker_process(
-    app: App, concurrency: int, *options: str, queue: str = "default", log_level: str = "info"
+    app: App,
+    concurrency: int,
+    *options: str,
+    queue: str = "default",
+    log_level: str = "info",
+    app_path: str = "pgqueue.bench.tasks:app",
 ) -> Iterator[None]:
     """A ``pgqueue work`` child on the bench schema, ready (registered) when entered.
 
@@ -114,7 +119,7 @@ def worker_process(
         "--schema",
         app.schema,
         "--app",
-        "pgqueue.bench.tasks:app",
+        app_path,
         "work",
         "-q",
         queue,
@@ -200,15 +205,28 @@ def w3_drain(
     backlog: int = 0,
     prefetch: int = 0,
     log_level: str = "info",
+    observed: str = "",
 ) -> dict[str, float]:
     """W3 (and W5 with ``backlog``): drain ``jobs`` queued no-op jobs; jobs/s.
 
     The backlog sits in the same queue at priority -1, behind the measured jobs. The
     worker logs every job at ``log_level`` info (its default); W3Q runs it at warning.
+    ``observed``: "metrics" (W3M) serves Prometheus metrics (``--metrics-port``, not
+    scraped); "all" (W3O) also traces, producer and worker, every span sampled
+    (``pgqueue.bench.traced``).
     """
     if backlog:
         insert_backlog(app, backlog)
-    with worker_process(app, concurrency, "--prefetch", str(prefetch), log_level=log_level):
+    options = ["--prefetch", str(prefetch)]
+    app_path = "pgqueue.bench.tasks:app"
+    if observed:
+        options += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+    if observed == "all":
+        app_path = "pgqueue.bench.traced:app"
+    with (
+        worker_process(app, concurrency, *options, log_level=log_level, app_path=app_path),
+        _traced(app, observed == "all"),
+    ):
         ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
     with psycopg.connect(app.dsn, autocommit=True) as conn:
@@ -220,6 +238,27 @@ def w3_drain(
     if done != jobs:
         raise BenchError(f"{done} of {jobs} jobs succeeded")
     return {"jobs_per_s": jobs / seconds}
+
+
+@contextlib.contextmanager
+def _traced(app: App, on: bool) -> Iterator[None]:
+    """The producer traced as the worker is (W3O): its jobs carry a trace context."""
+    if not on:
+        yield
+        return
+    try:
+        from .traced import tracer_provider
+    except ImportError as exc:
+        raise BenchError(f"W3O needs opentelemetry-sdk ({exc})") from None
+    from ..otel import instrument
+
+    provider = tracer_provider()
+    inst = instrument(app, tracer_provider=provider)
+    try:
+        yield
+    finally:
+        inst.uninstrument()
+        provider.shutdown()
 
 
 def insert_backlog(app: App, count: int) -> None:

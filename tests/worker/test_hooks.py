@@ -192,3 +192,33 @@ def test_lease_lost_hook(app: App, conn: Conn, schema: str) -> None:
         )
         wait_until(lambda: lost, timeout=10, what="on_lease_lost called")
     assert [(j.id, j.attempt) for j in lost] == [(int(job_id), 1)]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_several_around_run_hooks_nest_in_registration_order(app: App, kind: str) -> None:
+    calls: list[str] = []
+
+    def hook(name: str) -> Any:
+        @contextlib.contextmanager
+        def around(job: Claimed) -> Iterator[None]:
+            calls.append(f"enter {name}")
+            yield
+            calls.append(f"exit {name}")
+
+        return around
+
+    app.around_run(hook("outer"))
+    app.around_run(hook("inner"))
+
+    @app.task(name="s")
+    def s() -> None:
+        calls.append("handler")
+
+    @app.task(name="a")
+    async def a() -> None:
+        calls.append("handler")
+
+    job = (s if kind == "sync" else a).defer()
+    with running(app):
+        job.result(timeout=15)
+    assert calls == ["enter outer", "enter inner", "handler", "exit inner", "exit outer"]
