@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ..hooks import CANCELLED, FAILED, LOST, RETRIED, SUCCEEDED, FinishedEvent
+from ..hooks import CANCELLED, FAILED, RETRIED, SUCCEEDED, FinishedEvent
 from . import require
 
 if TYPE_CHECKING:
@@ -114,20 +114,35 @@ class WorkerMetrics:
         return stats
 
     def claimed(self, jobs: list[Claimed]) -> None:
+        """An ``on_claimed`` hook. Runs for every job: the histogram update is inlined,
+        and consecutive jobs of one queue and task (the usual batch) share a lookup."""
         if not jobs:
             return
         self.batches.observe(len(jobs))
-        stats, of = self.stats, self._of
+        key: tuple[str, str] | None = None
+        s = _Stats()
+        counts: list[int] = []
         for job in jobs:
-            s = stats.get((job.queue, job.task)) or of(job)
+            if key is None or job.task != key[1] or job.queue != key[0]:
+                key = (job.queue, job.task)
+                s = self.stats.get(key) or self._of(job)
+                counts = s.wait.counts
             s.started += 1
-            s.wait.observe(job.waited)
+            waited = job.waited
+            counts[bisect_left(WAIT_BUCKETS, waited)] += 1
+            s.wait.total += waited
 
     def finished(self, events: list[FinishedEvent]) -> None:
-        stats, of = self.stats, self._of
+        """An ``on_finished`` hook (see ``claimed``)."""
+        key: tuple[str, str] | None = None
+        s = _Stats()
+        counts: list[int] = []
         for outcome, state in events:
             job = outcome.job
-            s = stats.get((job.queue, job.task)) or of(job)
+            if key is None or job.task != key[1] or job.queue != key[0]:
+                key = (job.queue, job.task)
+                s = self.stats.get(key) or self._of(job)
+                counts = s.run.counts
             if state == SUCCEEDED:
                 s.succeeded += 1
             elif state == RETRIED:
@@ -136,11 +151,13 @@ class WorkerMetrics:
                 s.failed += 1
             elif state == CANCELLED:
                 s.cancelled += 1
-            elif state == LOST:
+                continue
+            else:  # LOST: no outcome, no duration
                 s.lost += 1
                 continue
-            if state != CANCELLED:  # a run that ended with an outcome
-                s.run.observe(outcome.duration)
+            duration = outcome.duration
+            counts[bisect_left(RUN_BUCKETS, duration)] += 1
+            s.run.total += duration
 
     # -- scrape ----------------------------------------------------------------------------
     def collect(self) -> Iterator[Any]:
