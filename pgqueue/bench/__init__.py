@@ -7,6 +7,7 @@ also when the run fails or is interrupted, so it is safe on a real database.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,6 +36,15 @@ class BenchConfig:
     )
     """W3Q (W3 with the worker at --log-level warning), W3M (W3 with Prometheus metrics)
     and W3O (W3 with metrics and tracing) run only when asked (--only)."""
+
+
+def _sampler() -> str:
+    """Which spans W3O samples: OTEL_TRACES_SAMPLER (the SDK reads it), else all."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER")
+    if not name:
+        return "every span sampled"
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
+    return f"sampler {name}" + (f" {arg}" if arg else "")
 
 
 @contextlib.contextmanager
@@ -80,7 +90,7 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
         ),
         (
             "W3O",
-            f"drain {cfg.drain_jobs:,}, metrics + OpenTelemetry tracing (every span sampled)",
+            f"drain {cfg.drain_jobs:,}, metrics + OpenTelemetry tracing ({_sampler()})",
             lambda a: workloads.w3_drain(
                 a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, observed="all"
             ),

@@ -1,8 +1,9 @@
 """The benchmark's tasks with tracing on (W3O: ``--app pgqueue.bench.traced:app``).
 
-Every span is sampled and goes through the SDK's ``BatchSpanProcessor`` (as in
-production) to an exporter that drops it: what is measured is pgqueue's tracing and
-the SDK's span handling, not a collector's network.
+Spans are sampled as ``OTEL_TRACES_SAMPLER`` says (the SDK reads it; unset: every
+span) and go through the SDK's ``BatchSpanProcessor`` (as in production) to an
+exporter that drops them: what is measured is pgqueue's tracing and the SDK's span
+handling, not a collector's network.
 """
 
 from __future__ import annotations

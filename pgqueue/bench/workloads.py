@@ -212,8 +212,8 @@ def w3_drain(
     The backlog sits in the same queue at priority -1, behind the measured jobs. The
     worker logs every job at ``log_level`` info (its default); W3Q runs it at warning.
     ``observed``: "metrics" (W3M) serves Prometheus metrics (``--metrics-port``, not
-    scraped); "all" (W3O) also traces, producer and worker, every span sampled
-    (``pgqueue.bench.traced``).
+    scraped); "all" (W3O) also traces, producer and worker (``pgqueue.bench.traced``:
+    every span sampled unless OTEL_TRACES_SAMPLER says otherwise).
     """
     if backlog:
         insert_backlog(app, backlog)

@@ -72,7 +72,8 @@ def bench(
         (the worker logs at its default level, info, to a file)
     W3Q W3 with the worker at --log-level warning (only with --only)
     W3M W3 with the worker serving Prometheus metrics (only with --only)
-    W3O W3M plus OpenTelemetry tracing, every span sampled (only with --only)
+    W3O W3M plus OpenTelemetry tracing (only with --only): every span sampled, or
+        as OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG say
     W4  wake latency: idle worker, 200 jobs ~20 ms apart         p50/p99 ms
     W4F W4 with the opt-in --fast-claims (labelled separately)  p50/p99 ms
     W5  drain again with a backlog queued behind (--backlog)     jobs/s
