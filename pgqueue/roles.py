@@ -95,6 +95,7 @@ PRODUCER_JOB_COLUMNS = (
     "state",
     "finished_at",
     "errors",
+    "headers",
 )
 
 

@@ -37,12 +37,34 @@ CREATE OR REPLACE VIEW {s}.all_jobs AS
 SELECT {cols}, headers FROM {s}.jobs
 UNION ALL
 SELECT {cols}, headers FROM {s}.succeeded_jobs;
+
+-- Every enqueue now names headers (NULL when no hook sets it): a role that may insert
+-- jobs (a producer granted before this revision: INSERT on some columns) gets INSERT on
+-- the new column too, or its enqueues would fail after the upgrade.
+DO $grant$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT p.grantee FROM information_schema.column_privileges AS p
+        WHERE p.table_schema = {lit} AND p.table_name = 'jobs' AND p.column_name = 'queue'
+          AND p.privilege_type = 'INSERT'
+          AND p.grantee <> (SELECT pg_get_userbyid(c.relowner) FROM pg_class AS c
+                            WHERE c.oid = '{s}.jobs'::regclass)
+    LOOP
+        EXECUTE format('GRANT INSERT (headers) ON {s}.jobs TO %s',
+                       CASE WHEN r.grantee = 'PUBLIC' THEN 'PUBLIC'
+                            ELSE quote_ident(r.grantee) END);
+    END LOOP;
+END
+$grant$;
 """
 
 
 def upgrade() -> None:
     schema = context.config.attributes["schema"]
-    op.execute(DDL.format(s=f'"{schema}"', cols=COLUMNS))
+    literal = "'" + schema.replace("'", "''") + "'"
+    op.execute(DDL.format(s=f'"{schema}"', cols=COLUMNS, lit=literal))
 
 
 def downgrade() -> None:

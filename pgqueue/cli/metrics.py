@@ -14,7 +14,13 @@ from .durations import Duration
 
 @click.group()
 def metrics() -> None:
-    """Prometheus metrics of the whole queue (a worker's own: work --metrics-port)."""
+    """Prometheus metrics of the whole queue (a worker's own: work --metrics-port).
+
+    \b
+    Examples:
+      pgqueue metrics serve --port 9101
+      pgqueue --app myproject.jobs:app work --metrics-port 9100   # one worker's
+    """
 
 
 @metrics.command()

@@ -261,7 +261,8 @@ SELECT id, queue, task, args, kwargs, state, priority,
        LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, attempt,
        max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
-       created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on
+       created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on,
+       headers
 FROM {schema}.all_jobs WHERE id = %(id)s;
 
 -- name: job_outcome

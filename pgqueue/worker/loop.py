@@ -150,6 +150,11 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
+        if cfg.metrics_port is not None:  # Prometheus /metrics (pgqueue/metrics/worker.py)
+            from ..metrics.worker import serve_worker_metrics
+
+            # first: a port in use fails the start before anything else is opened
+            self.metrics = serve_worker_metrics(self, cfg.metrics_port, cfg.metrics_host)
         pool, claim_pool = await open_pools(dsn, cfg, self.id)
         self.pool = pool
         self.claim_pool = claim_pool
@@ -190,10 +195,6 @@ class Worker:
             hooks,
         )
         build_maintenance(self, pool)
-        if cfg.metrics_port is not None:  # Prometheus /metrics (pgqueue/metrics/worker.py)
-            from ..metrics.worker import serve_worker_metrics
-
-            self.metrics = serve_worker_metrics(self, cfg.metrics_port, cfg.metrics_host)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
         heartbeat.start()

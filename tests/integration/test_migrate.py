@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import psycopg
@@ -554,3 +555,25 @@ def test_migrate_sql_output_applies_and_works(
     assert current_revision(pg_dsn, unmigrated_schema) == HEAD_REVISION
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="got number"):
         conn.execute(f'SELECT "{unmigrated_schema}".enqueue(%s, %s::jsonb)', ("t", "1"))
+
+
+def test_0009_lets_existing_producers_write_headers(
+    pg_dsn: str, unmigrated_schema: str, conn: Conn
+) -> None:
+    """A role that could insert jobs before 0009 (a producer: INSERT on some columns)
+    may insert the new headers column after it, or its enqueues would fail."""
+    s = unmigrated_schema
+    _upgrade_to(pg_dsn, s, "0007")
+    name = "pgq_role_" + uuid.uuid4().hex[:10]
+    conn.execute(f'CREATE ROLE "{name}"')
+    try:
+        conn.execute(f'GRANT INSERT (queue, task) ON "{s}".jobs TO "{name}"')
+        code, _, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
+        assert (code, err) == (0, "")
+        row = conn.execute(
+            "SELECT has_column_privilege(%s, %s, 'headers', 'INSERT')", (name, f'"{s}".jobs')
+        ).fetchone()
+        assert row == (True,)
+    finally:
+        conn.execute(f'DROP OWNED BY "{name}"')
+        conn.execute(f'DROP ROLE "{name}"')
