@@ -104,7 +104,7 @@ def worker_process(
     queue: str = "default",
     log_level: str = "info",
     app_path: str = "pgqueue.bench.tasks:app",
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """A ``pgqueue work`` child on the bench schema, ready (registered) when entered.
 
     It logs at ``log_level`` (by default info, the worker's own default) into a
@@ -150,7 +150,7 @@ def worker_process(
                 if time.monotonic() > deadline:
                     raise BenchError("the worker process did not start within 30 s")
                 time.sleep(0.05)
-        yield
+        yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -224,11 +224,15 @@ def w3_drain(
     if observed == "all":
         app_path = "pgqueue.bench.traced:app"
     with (
-        worker_process(app, concurrency, *options, log_level=log_level, app_path=app_path),
+        worker_process(
+            app, concurrency, *options, log_level=log_level, app_path=app_path
+        ) as proc,
         _traced(app, observed == "all"),
     ):
+        cpu_before = cpu_seconds(proc.pid)
         ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
+        cpu_after = cpu_seconds(proc.pid)
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         row: Any = conn.execute(
             f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "
@@ -237,7 +241,22 @@ def w3_drain(
     seconds, done = float(row[0]), int(row[1])
     if done != jobs:
         raise BenchError(f"{done} of {jobs} jobs succeeded")
-    return {"jobs_per_s": jobs / seconds}
+    figures = {"jobs_per_s": jobs / seconds}
+    if cpu_before is not None and cpu_after is not None:
+        # what the worker spent per job, whatever else the machine ran meanwhile
+        figures["worker_cpu_us_per_job"] = (cpu_after - cpu_before) / jobs * 1e6
+    return figures
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used, from /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are the 14th and 15th fields; fields[0] here is the 3rd (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
