@@ -171,7 +171,10 @@ def instrument(
     """Trace ``app``'s enqueues and runs (see the module). ``tracer_provider``: the
     global one by default. ``log_correlation``: log records made inside a span get
     ``trace_id``/``span_id`` (a log record factory, installed once per process).
-    Raises ``ConfigurationError`` if OpenTelemetry is not installed."""
+    Raises ``ConfigurationError`` if OpenTelemetry is not installed or ``app`` is
+    instrumented already (every span would be made twice)."""
+    if any(isinstance(getattr(h, "__self__", None), Instrumentation) for h in app.hooks.run):
+        raise ConfigurationError("this App is instrumented already (pgqueue.otel.instrument)")
     return Instrumentation(app, tracer_provider, log_correlation)
 
 

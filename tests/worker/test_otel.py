@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from pgqueue import App, JobSpec, RetryPolicy
+from pgqueue import App, ConfigurationError, JobSpec, RetryPolicy
 from pgqueue.otel import Instrumentation, instrument
 from tests.helpers import wait_until
 from tests.worker.inproc import running
@@ -164,3 +164,10 @@ def test_a_job_enqueued_without_a_trace_starts_one(
         wait_until(lambda: exporter.get_finished_spans(), what="the consumer span")
     (span,) = exporter.get_finished_spans()
     assert span.kind == SpanKind.CONSUMER and span.parent is None
+
+
+def test_instrumenting_twice_is_refused(
+    app: App, traced: tuple[TracerProvider, InMemorySpanExporter, Instrumentation]
+) -> None:
+    with pytest.raises(ConfigurationError, match="instrumented already"):
+        instrument(app)
