@@ -130,7 +130,10 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
     results: dict[str, Any] = {}
     with bench_schema(dsn) as app:
         for run_no in range(1, cfg.runs + 1):
-            for key, title, fn in plan:  # interleaved: each run does every workload
+            # Interleaved: each run does every workload, starting one further along each
+            # time, so that no workload always drains first (or after the same one).
+            turn = (run_no - 1) % len(plan) if plan else 0
+            for key, title, fn in plan[turn:] + plan[:turn]:
                 workloads.reset(app)
                 progress(f"run {run_no}/{cfg.runs} {key} {title} ...")
                 figures = fn(app)
