@@ -16,6 +16,7 @@ from .admin import Admin
 from .db import application_name, resolve_dsn, validate_schema
 from .enqueueing import Enqueueing
 from .errors import ConfigurationError, InvalidJobError
+from .hooks import Hooks
 from .jobspec import JobSpec, check_queue, check_task_name, to_params
 from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAYLOAD_BYTES, Limits
 from .periodic import Periodic, declare
@@ -26,6 +27,7 @@ from .sql import query
 from .tasks import RetryPolicy, Task
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 class App(Enqueueing):
@@ -72,6 +74,7 @@ class App(Enqueueing):
         self._done_listener: DoneListener | None = None  # job.result()'s LISTEN (done_listener.py)
         self._job_type: type[Job] | None = None  # this app's Job subclass (results.py)
         self._schema_ok = False
+        self.hooks = Hooks()  # lifecycle hooks (pgqueue/hooks.py): around_enqueue, ...
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -177,6 +180,40 @@ class App(Enqueueing):
         )
         self.tasks[task_name] = t
         return t
+
+    # -- hooks (pgqueue/hooks.py) ---------------------------------------------------------
+    def around_enqueue(self, hook: H) -> H:
+        """Register ``hook(info: EnqueueInfo) -> context manager``, entered around every
+        enqueue call's write; headers it sets in ``info.headers`` are stored with the
+        jobs. Its exception reaches the caller (before the write: nothing written)."""
+        self.hooks.enqueue.append(hook)
+        return hook
+
+    def around_run(self, hook: H) -> H:
+        """Register ``hook(job) -> context manager``, entered around each run of a
+        handler, in the handler's own thread (sync) or task (async). If it raises, the
+        attempt fails as if the handler had."""
+        self.hooks.run.append(hook)
+        return hook
+
+    def on_failure(self, hook: H) -> H:
+        """Register ``hook(failure: Failure)``, called after a failed attempt is written
+        (``failure.retrying`` tells a retry from the dead letter), in the worker's hooks
+        thread; its exceptions are logged and ignored."""
+        self.hooks.failure.append(hook)
+        return hook
+
+    def on_dead_letter(self, hook: H) -> H:
+        """Register ``hook(failure: Failure)``, called when a job fails for good (state
+        ``failed``); as ``on_failure``, after it."""
+        self.hooks.dead_letter.append(hook)
+        return hook
+
+    def on_lease_lost(self, hook: H) -> H:
+        """Register ``hook(job)``, called when a worker gives a run up because its lease
+        was lost (another worker may own the job); as ``on_failure``."""
+        self.hooks.lease_lost.append(hook)
+        return hook
 
     # -- sync API ----------------------------------------------------------------------
     def pool(self) -> ConnectionPool:

@@ -7,13 +7,16 @@ method validates everything before it writes: bad input raises ``InvalidJobError
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from . import producer
 from .errors import InvalidJobError, UnknownTaskError
+from .hooks import EnqueueInfo, Hooks
 from .jobspec import JobSpec, encode_items, to_params
 from .limits import Limits
 from .results import Job, jobs_of
@@ -46,6 +49,7 @@ class Enqueueing:
     tasks: dict[str, Task]
     strict_tasks: bool
     limits: Limits
+    hooks: Hooks
 
     if TYPE_CHECKING:
 
@@ -147,8 +151,9 @@ class Enqueueing:
                 after=after,
             )
         )
-        with self._connection(connection) as conn:
+        with _hooked(self.hooks, [params]), self._connection(connection) as conn:
             job_id = producer.insert_one(conn, self.schema, params, own=connection is None)
+            _written(self.hooks, [job_id])
         return Job(job_id, self._app())
 
     def enqueue_many(self, jobs: Iterable[JobSpec], *, connection: Any = None) -> list[Job]:
@@ -162,8 +167,9 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
-        with self._connection(connection) as conn:
+        with _hooked(self.hooks, params), self._connection(connection) as conn:
             ids = producer.insert_many(conn, self.schema, params, own=connection is None)
+            _written(self.hooks, ids)
         return jobs_of(self._app(), ids)
 
     def enqueue_batch(
@@ -196,8 +202,10 @@ class Enqueueing:
         encoded = encode_items(first["task"], items, self.limits)
         if not encoded:
             return []
-        with self._connection(connection) as conn:
-            return jobs_of(self._app(), producer.insert_uniform(conn, self.schema, first, encoded))
+        with _hooked(self.hooks, [first], len(encoded)), self._connection(connection) as conn:
+            ids = producer.insert_uniform(conn, self.schema, first, encoded)
+            _written(self.hooks, ids)
+        return jobs_of(self._app(), ids)
 
     # -- async -------------------------------------------------------------------------
     async def enqueue_async(
@@ -236,10 +244,12 @@ class Enqueueing:
                 after=after,
             )
         )
-        async with self._aconnection(connection) as conn:
-            job_id = await producer.insert_one_async(
-                conn, self.schema, params, own=connection is None
-            )
+        with _hooked(self.hooks, [params]):
+            async with self._aconnection(connection) as conn:
+                job_id = await producer.insert_one_async(
+                    conn, self.schema, params, own=connection is None
+                )
+                _written(self.hooks, [job_id])
         return Job(job_id, self._app())
 
     async def enqueue_many_async(
@@ -250,10 +260,12 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
-        async with self._aconnection(connection) as conn:
-            ids = await producer.insert_many_async(
-                conn, self.schema, params, own=connection is None
-            )
+        with _hooked(self.hooks, params):
+            async with self._aconnection(connection) as conn:
+                ids = await producer.insert_many_async(
+                    conn, self.schema, params, own=connection is None
+                )
+                _written(self.hooks, ids)
         return jobs_of(self._app(), ids)
 
 
@@ -264,3 +276,35 @@ def _no_unique_options(params: list[dict[str, Any]]) -> None:
                 f"job {n} of the batch: unique_for and replace work with enqueue (one job "
                 "at a time); in a batch a held dedupe_key just skips the job"
             )
+
+
+# The EnqueueInfo of the call in progress, for _written (one per thread or task).
+_current: ContextVar[EnqueueInfo | None] = ContextVar("pgqueue_enqueue_info", default=None)
+
+
+def _hooked(
+    hooks: Hooks, params: list[dict[str, Any]], count: int | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """The ``around_enqueue`` hooks around one call's write (a no-op when none)."""
+    if not hooks.enqueue:
+        return contextlib.nullcontext()
+    return _around(hooks, params, count)
+
+
+@contextlib.contextmanager
+def _around(hooks: Hooks, params: list[dict[str, Any]], count: int | None) -> Iterator[None]:
+    info = EnqueueInfo(params[0]["task"], params[0]["queue"], count or len(params))
+    token = _current.set(info)
+    try:
+        with hooks.enqueueing(info, params):
+            yield
+    finally:
+        _current.reset(token)
+
+
+def _written(hooks: Hooks, ids: list[int]) -> None:
+    """Tell the hooks of the call in progress which ids were written."""
+    if hooks.enqueue:
+        info = _current.get()
+        if info is not None:
+            info.job_ids = list(ids)

@@ -277,6 +277,7 @@ def to_params(
         "group_key": group,
         "unique_for": unique_for,
         "replace": spec.replace,
+        "headers": None,  # JSON text, set by around_enqueue hooks (pgqueue/hooks.py)
     }
 
 

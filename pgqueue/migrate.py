@@ -28,7 +28,7 @@ from .errors import ConfigurationError, SchemaNotMigrated
 from .sql import query
 
 #: The revision this pgqueue's code expects. tests/ check it is alembic's head.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 #: pgqueue's alembic version table, inside the pgqueue schema.
 VERSION_TABLE = "pgqueue_version"
 #: The revisions pgqueue recorded in ``<schema>.alembic_version`` before it had a table

@@ -84,16 +84,20 @@ async def run_async(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[A
 def batch_param(params: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The one parameter of ``job_insert_many``: every job as a JSON array of records.
 
-    ``args``/``kwargs`` are already JSON text (from ``to_params``) and are spliced in
-    as they are rather than parsed and dumped again.
+    ``args``/``kwargs`` (and ``headers``) are already JSON text (from ``to_params``
+    and the enqueue hooks) and are spliced in as they are rather than parsed and dumped
+    again.
     """
     parts = []
     for p in params:
-        rest = {k: v for k, v in p.items() if k not in ("args", "kwargs")}
+        rest = {k: v for k, v in p.items() if k not in ("args", "kwargs", "headers")}
         if rest["run_at"] is not None:
             rest["run_at"] = rest["run_at"].isoformat()
         tail = json.dumps(rest, separators=(",", ":"))[1:-1]
-        parts.append(f'{{"args":{p["args"]},"kwargs":{p["kwargs"]},{tail}}}')
+        headers = p.get("headers") or "null"
+        parts.append(
+            f'{{"args":{p["args"]},"kwargs":{p["kwargs"]},"headers":{headers},{tail}}}'
+        )
     return {"jobs": "[" + ",".join(parts) + "]"}
 
 
@@ -138,13 +142,19 @@ def _group(params: dict[str, Any]) -> str:
     return key.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
+def _headers(params: dict[str, Any]) -> str:
+    """The headers (JSON text or None) as a COPY text field."""
+    headers: str | None = params.get("headers")
+    return "\\N" if headers is None else _esc(headers)
+
+
 def _copy_text(ids: list[int], params: Sequence[dict[str, Any]]) -> str:
     """COPY text-format lines for the batch, built directly (no per-row adapter calls).
     Queue and task names are validated identifiers and the numbers are numbers."""
     return "".join(
         [
             f"{i}\t{p['queue']}\t{p['task']}\t{_esc(p['args'])}\t{_esc(p['kwargs'])}\t"
-            f"{p['priority']}\t{p['max_attempts']}\t{_group(p)}\n"
+            f"{p['priority']}\t{p['max_attempts']}\t{_group(p)}\t{_headers(p)}\n"
             for i, p in zip(ids, params, strict=True)
         ]
     )
@@ -160,7 +170,10 @@ def insert_uniform(
         params = [{**common, "args": a, "kwargs": k} for a, k in encoded]
         return insert_many(conn, schema, params)
     head = f"{common['queue']}\t{common['task']}\t"
-    tail = f"\t{common['priority']}\t{common['max_attempts']}\t{_group(common)}\n"
+    tail = (
+        f"\t{common['priority']}\t{common['max_attempts']}\t{_group(common)}"
+        f"\t{_headers(common)}\n"
+    )
     with raw.cursor() as cur:
         cur.execute(query(schema, "job_id_reserve"), {"n": len(encoded)})
         ids: list[int] = cur.fetchone()[0]

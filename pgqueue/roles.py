@@ -97,6 +97,7 @@ PRODUCER_JOB_COLUMNS = (
     "state",
     "finished_at",
     "errors",
+    "headers",
 )
 
 

@@ -7,6 +7,7 @@ also when the run fails or is interrupted, so it is safe on a real database.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +34,17 @@ class BenchConfig:
     only: list[str] = field(
         default_factory=lambda: ["W1", "W2", "W3", "W4", "W4F", "W5", "W6A", "W6T"]
     )
-    """W3Q (W3 with the worker at --log-level warning) runs only when asked (--only)."""
+    """W3Q (W3 with the worker at --log-level warning), W3M (W3 with Prometheus metrics)
+    and W3O (W3 with metrics and tracing) run only when asked (--only)."""
+
+
+def _sampler() -> str:
+    """Which spans W3O samples: OTEL_TRACES_SAMPLER (the SDK reads it), else all."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER")
+    if not name:
+        return "every span sampled"
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG")
+    return f"sampler {name}" + (f" {arg}" if arg else "")
 
 
 @contextlib.contextmanager
@@ -71,6 +82,20 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
             ),
         ),
         (
+            "W3M",
+            f"drain {cfg.drain_jobs:,}, worker serving Prometheus metrics",
+            lambda a: workloads.w3_drain(
+                a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, observed="metrics"
+            ),
+        ),
+        (
+            "W3O",
+            f"drain {cfg.drain_jobs:,}, metrics + OpenTelemetry tracing ({_sampler()})",
+            lambda a: workloads.w3_drain(
+                a, cfg.drain_jobs, cfg.concurrency, 0, cfg.prefetch, observed="all"
+            ),
+        ),
+        (
             "W6A",
             f"concurrent single enqueue {cfg.single_jobs * 2:,}, 64 asyncio tasks",
             lambda a: workloads.w6_concurrent(a, cfg.single_jobs * 2, 64, threads=False),
@@ -105,7 +130,10 @@ def run(dsn: str | None, cfg: BenchConfig, progress: Callable[[str], None]) -> d
     results: dict[str, Any] = {}
     with bench_schema(dsn) as app:
         for run_no in range(1, cfg.runs + 1):
-            for key, title, fn in plan:  # interleaved: each run does every workload
+            # Interleaved: each run does every workload, starting one further along each
+            # time, so that no workload always drains first (or after the same one).
+            turn = (run_no - 1) % len(plan) if plan else 0
+            for key, title, fn in plan[turn:] + plan[:turn]:
                 workloads.reset(app)
                 progress(f"run {run_no}/{cfg.runs} {key} {title} ...")
                 figures = fn(app)

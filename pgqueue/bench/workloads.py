@@ -98,8 +98,13 @@ def w6_concurrent(app: App, jobs: int, producers: int, threads: bool) -> dict[st
 
 @contextlib.contextmanager
 def worker_process(
-    app: App, concurrency: int, *options: str, queue: str = "default", log_level: str = "info"
-) -> Iterator[None]:
+    app: App,
+    concurrency: int,
+    *options: str,
+    queue: str = "default",
+    log_level: str = "info",
+    app_path: str = "pgqueue.bench.tasks:app",
+) -> Iterator[subprocess.Popen[bytes]]:
     """A ``pgqueue work`` child on the bench schema, ready (registered) when entered.
 
     It logs at ``log_level`` (by default info, the worker's own default) into a
@@ -114,7 +119,7 @@ def worker_process(
         "--schema",
         app.schema,
         "--app",
-        "pgqueue.bench.tasks:app",
+        app_path,
         "work",
         "-q",
         queue,
@@ -145,7 +150,7 @@ def worker_process(
                 if time.monotonic() > deadline:
                     raise BenchError("the worker process did not start within 30 s")
                 time.sleep(0.05)
-        yield
+        yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -200,17 +205,34 @@ def w3_drain(
     backlog: int = 0,
     prefetch: int = 0,
     log_level: str = "info",
+    observed: str = "",
 ) -> dict[str, float]:
     """W3 (and W5 with ``backlog``): drain ``jobs`` queued no-op jobs; jobs/s.
 
     The backlog sits in the same queue at priority -1, behind the measured jobs. The
     worker logs every job at ``log_level`` info (its default); W3Q runs it at warning.
+    ``observed``: "metrics" (W3M) serves Prometheus metrics (``--metrics-port``, not
+    scraped); "all" (W3O) also traces, producer and worker (``pgqueue.bench.traced``:
+    every span sampled unless OTEL_TRACES_SAMPLER says otherwise).
     """
     if backlog:
         insert_backlog(app, backlog)
-    with worker_process(app, concurrency, "--prefetch", str(prefetch), log_level=log_level):
+    options = ["--prefetch", str(prefetch)]
+    app_path = "pgqueue.bench.tasks:app"
+    if observed:
+        options += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+    if observed == "all":
+        app_path = "pgqueue.bench.traced:app"
+    with (
+        worker_process(
+            app, concurrency, *options, log_level=log_level, app_path=app_path
+        ) as proc,
+        _traced(app, observed == "all"),
+    ):
+        cpu_before = cpu_seconds(proc.pid)
         ids = app.enqueue_many(JobSpec("bench.noop", kwargs={"i": n}) for n in range(jobs))
         _wait_drained(app, timeout=max(120.0, jobs / 100), ids=[int(i) for i in ids])
+        cpu_after = cpu_seconds(proc.pid)
     with psycopg.connect(app.dsn, autocommit=True, prepare_threshold=None) as conn:
         row: Any = conn.execute(
             f"SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)), count(*) "
@@ -219,7 +241,43 @@ def w3_drain(
     seconds, done = float(row[0]), int(row[1])
     if done != jobs:
         raise BenchError(f"{done} of {jobs} jobs succeeded")
-    return {"jobs_per_s": jobs / seconds}
+    figures = {"jobs_per_s": jobs / seconds}
+    if cpu_before is not None and cpu_after is not None:
+        # what the worker spent per job, whatever else the machine ran meanwhile
+        figures["worker_cpu_us_per_job"] = (cpu_after - cpu_before) / jobs * 1e6
+    return figures
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used, from /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are the 14th and 15th fields; fields[0] here is the 3rd (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _traced(app: App, on: bool) -> Iterator[None]:
+    """The producer traced as the worker is (W3O): its jobs carry a trace context."""
+    if not on:
+        yield
+        return
+    try:
+        from .traced import tracer_provider
+    except ImportError as exc:
+        raise BenchError(f"W3O needs opentelemetry-sdk ({exc})") from None
+    from ..otel import instrument
+
+    provider = tracer_provider()
+    inst = instrument(app, tracer_provider=provider)
+    try:
+        yield
+    finally:
+        inst.uninstrument()
+        provider.shutdown()
 
 
 def insert_backlog(app: App, count: int) -> None:

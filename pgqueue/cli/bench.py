@@ -41,7 +41,7 @@ from .common import Settings, emit_json, table
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["W1", "W2", "W3", "W3Q", "W4", "W4F", "W5", "W6A", "W6T"]),
+    type=click.Choice(["W1", "W2", "W3", "W3Q", "W3M", "W3O", "W4", "W4F", "W5", "W6A", "W6T"]),
     help="Run only these workloads (repeatable).",
 )
 @click.option(
@@ -71,6 +71,9 @@ def bench(
     W3  drain: 20,000 queued no-op jobs, one worker process      jobs/s
         (the worker logs at its default level, info, to a file)
     W3Q W3 with the worker at --log-level warning (only with --only)
+    W3M W3 with the worker serving Prometheus metrics (only with --only)
+    W3O W3M plus OpenTelemetry tracing (only with --only): every span sampled, or
+        as OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG say
     W4  wake latency: idle worker, 200 jobs ~20 ms apart         p50/p99 ms
     W4F W4 with the opt-in --fast-claims (labelled separately)  p50/p99 ms
     W5  drain again with a backlog queued behind (--backlog)     jobs/s
@@ -83,6 +86,7 @@ def bench(
       pgqueue --dsn postgresql://localhost/app bench --runs 5 --backlog
       pgqueue bench --only W3 --concurrency 200 --json
       pgqueue bench --only W3 --only W3Q --runs 5    # what per-job log lines cost
+      pgqueue bench --only W3 --only W3M --only W3O  # what metrics and tracing cost
     """
     from ..bench import BenchConfig, run
 

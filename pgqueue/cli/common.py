@@ -45,6 +45,7 @@ class Settings:
                 )
                 app.tasks = user_app.tasks
                 app.schedules = user_app.schedules
+                app.hooks = user_app.hooks  # around_enqueue, around_run, ... (tracing)
                 for t in app.tasks.values():
                     t.app = app
             else:

@@ -168,6 +168,8 @@ def render_job(job: dict[str, Any], now: datetime | None = None) -> str:
     for name, key in _TIMES:
         if job[key] is not None or key in ("started_at", "finished_at"):
             field(name, "-" if job[key] is None else moment(job[key]))
+    if job.get("headers"):  # around_enqueue hooks: the trace context, ...
+        field("headers", _json(job["headers"]))
     field("args", _json(job["args"]))
     field("kwargs", _json(job["kwargs"]))
     if job.get("progress"):

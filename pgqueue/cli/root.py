@@ -94,6 +94,7 @@ def _register() -> None:
         enqueue,
         grant,
         jobs,
+        metrics,
         migrate,
         periodic,
         prune,
@@ -116,6 +117,7 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(bench.bench)
     cli.add_command(dashboard.dashboard)
+    cli.add_command(metrics.metrics)
 
 
 _register()

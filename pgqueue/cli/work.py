@@ -135,6 +135,21 @@ from .durations import Duration
     "failed or will retry (for CI and scripts). Scheduled jobs are left for later.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65_535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs pgqueue[metrics]); "
+    "with --processes, one endpoint for all of them (series labelled process).",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics server listens on.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -165,6 +180,8 @@ def work(
     no_listen: bool,
     work_listen_dsn: str | None,
     burst: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -181,6 +198,7 @@ def work(
       pgqueue --app myproject.jobs:app work -q emails -q reports -c 50
       pgqueue --app myproject.jobs:app work --processes 4 --log-format json
       pgqueue --app myproject.jobs:app work --burst     # drain what is due, then exit
+      pgqueue --app myproject.jobs:app work --metrics-port 9100   # Prometheus
     """
     from ..maintenance import Retention
     from ..worker import Worker, WorkerConfig
@@ -205,6 +223,8 @@ def work(
         retention=Retention(succeeded=keep_succeeded, failed=keep_failed),
         unknown_task_timeout=unknown_task_timeout,
         burst=burst,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     if processes < 1:
         raise ConfigurationError("--processes must be at least 1")
@@ -215,9 +235,27 @@ def work(
     app = settings.app()
     if not app.tasks:
         raise ConfigurationError(f"{settings.app_path} has no tasks registered (@app.task)")
+    if metrics_port is not None:
+        from ..metrics import require
+
+        require()
     if processes > 1:
         app._probe()  # fail here, once, if the database or schema is not usable
-        sys.exit(supervise(processes, [*_without_processes(sys.argv[1:]), "--processes", "1"]))
+        argv = [*_without_processes(sys.argv[1:]), "--processes", "1"]
+        if metrics_port is None:
+            sys.exit(supervise(processes, argv))
+        from ..metrics.relay import Relay
+
+        relay = Relay(processes)
+        relay.serve(metrics_port, metrics_host)
+        # each child serves on a free local port; the relay scrapes them
+        argv = _without(_without(argv, "--metrics-port"), "--metrics-host")
+        argv += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+        try:
+            code = supervise(processes, argv, relay)
+        finally:
+            relay.close()
+        sys.exit(code)
     worker = Worker(app, config)
     asyncio.run(worker.run(handle_signals=True))
     code = 0
@@ -235,6 +273,20 @@ def work(
     # A sync handler still running in an abandoned thread must not keep the process
     # alive: its job was already handed back to the queue.
     os._exit(code)
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """``argv`` minus ``OPTION VALUE`` and ``OPTION=VALUE`` (a long option)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def _without_processes(argv: list[str]) -> list[str]:

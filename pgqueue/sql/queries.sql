@@ -93,10 +93,10 @@ ORDER BY 1, 2;
 -- The common case, no dedupe key: a plain INSERT (ON CONFLICT's speculative insertion
 -- costs more per row, so it is used only when a key is given).
 INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
-                           group_key)
+                           group_key, headers)
 VALUES (%(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
         COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-        %(max_attempts)s, %(group_key)s)
+        %(max_attempts)s, %(group_key)s, %(headers)s::jsonb)
 RETURNING id;
 
 -- name: job_insert_deduped
@@ -116,10 +116,10 @@ WITH recent AS (
     LIMIT 1
 ), inserted AS (
     INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
-                               dedupe_key, group_key)
+                               dedupe_key, group_key, headers)
     SELECT %(queue)s, %(task)s, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s,
            COALESCE(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)),
-           %(max_attempts)s, %(dedupe_key)s, %(group_key)s
+           %(max_attempts)s, %(dedupe_key)s, %(group_key)s, %(headers)s::jsonb
     WHERE NOT EXISTS (SELECT 1 FROM recent)
     ON CONFLICT (dedupe_key)
         WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
@@ -151,16 +151,16 @@ WHERE dedupe_key = %(dedupe_key)s AND state IN ('waiting', 'queued', 'running');
 -- One round trip for any number of jobs: the batch travels as one jsonb array.
 -- RETURNING follows the input order; jobs skipped by a dedupe key are left out.
 INSERT INTO {schema}.jobs (queue, task, args, kwargs, priority, run_at, max_attempts,
-                           dedupe_key, group_key)
+                           dedupe_key, group_key, headers)
 SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
        COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
-       j.dedupe_key, j.group_key
+       j.dedupe_key, j.group_key, j.headers
 FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
          AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
              run_at timestamptz, delay float8, max_attempts integer, dedupe_key text,
-             group_key text))
+             group_key text, headers jsonb))
      WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
-                          max_attempts, dedupe_key, group_key, ord)
+                          max_attempts, dedupe_key, group_key, headers, ord)
 ORDER BY j.ord
 ON CONFLICT (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running')
@@ -177,7 +177,7 @@ RETURNING id;
 -- returns nothing for that row, as in job_insert_deduped.
 INSERT INTO {schema}.jobs AS n (queue, task, args, kwargs, priority, run_at, max_attempts,
                                 dedupe_key, depends_on, state, finished_at, errors,
-                                group_key)
+                                group_key, headers)
 SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
        COALESCE(j.run_at, now() + make_interval(secs => j.delay)), j.max_attempts,
        j.dedupe_key, j.depends_on, s.state,
@@ -186,13 +186,13 @@ SELECT j.queue, j.task, j.args, j.kwargs, j.priority,
                 'attempt', 0, 'kind', 'dependency', 'at', now(),
                 'message', 'a job it depends on had already failed or been cancelled'))
             ELSE '[]'::jsonb END,
-       j.group_key
+       j.group_key, j.headers
 FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
          AS (queue text, task text, args jsonb, kwargs jsonb, priority smallint,
              run_at timestamptz, delay float8, max_attempts integer, dedupe_key text,
-             depends_on bigint[], group_key text))
+             depends_on bigint[], group_key text, headers jsonb))
      WITH ORDINALITY AS j(queue, task, args, kwargs, priority, run_at, delay,
-                          max_attempts, dedupe_key, depends_on, group_key, ord)
+                          max_attempts, dedupe_key, depends_on, group_key, headers, ord)
 CROSS JOIN LATERAL (SELECT {schema}.dependency_state(j.depends_on) AS state) AS s
 ORDER BY j.ord
 ON CONFLICT (dedupe_key)
@@ -251,7 +251,8 @@ FROM generate_series(1, %(n)s);
 -- name: job_copy
 -- The bulk fast path (no dedupe keys, due now): run_at and created_at take now().
 -- The statement-level NOTIFY trigger fires for COPY as for INSERT.
-COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group_key) FROM STDIN;
+COPY {schema}.jobs (id, queue, task, args, kwargs, priority, max_attempts, group_key, headers)
+FROM STDIN;
 
 -- name: job_get
 -- run_at clamped to what Python can load: a row put in by hand (or from before 0005,
@@ -261,7 +262,7 @@ SELECT id, queue, task, args, kwargs, state, priority,
        max_attempts,
        error_count, lost_count, lease_expires_at, worker_id, dedupe_key, errors, result,
        created_at, started_at, finished_at, cancel_requested_at, group_key, depends_on,
-       progress, checkpoint
+       progress, checkpoint, headers
 FROM {schema}.all_jobs WHERE id = %(id)s;
 
 -- name: job_ids_existing
@@ -310,7 +311,10 @@ SET state = 'running', attempt = j.attempt + 1, worker_id = %(worker_id)s,
     started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- a pkey lookup in any plan, generic too
 RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
-          j.error_count, j.lost_count, j.priority, j.checkpoint::text;
+          j.error_count, j.lost_count, j.priority, j.checkpoint::text, j.headers::text,
+          -- queue wait (due to claimed), on the server's clock: run_at is the enqueue
+          -- time of a job due at once, the end of the delay or backoff otherwise
+          extract(epoch FROM now() - j.run_at)::float8;
 
 -- name: queue_lock_limited
 -- The first statement of every job_claim_flow transaction. Limited queues (a cap on
@@ -441,7 +445,8 @@ WITH lim AS MATERIALIZED (
         started_at = now(), lease_expires_at = now() + make_interval(secs => %(lease)s::float8)
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.queue, j.task, j.args::text, j.kwargs::text, j.attempt, j.max_attempts,
-              j.error_count, j.lost_count, j.priority, j.checkpoint::text
+              j.error_count, j.lost_count, j.priority, j.checkpoint::text, j.headers::text,
+              extract(epoch FROM now() - j.run_at)::float8  -- as in job_claim_batch
 ), rate_counted AS (
     -- a rate-limited queue's window count moves with what this claim took (its row is
     -- locked by queue_lock_limited, so the counts add up exactly)
@@ -507,17 +512,17 @@ WITH d AS MATERIALIZED (
               j.max_attempts, j.error_count, j.lost_count, j.worker_id, j.dedupe_key,
               j.errors, nullif(d.map -> j.id::text -> 1, 'null') AS result, j.created_at,
               j.started_at, j.cancel_requested_at, j.group_key, j.depends_on, j.progress,
-              j.checkpoint
+              j.checkpoint, j.headers
 ), done AS (
     INSERT INTO {schema}.succeeded_jobs (
         id, queue, task, args, kwargs, state, priority, run_at, attempt, max_attempts,
         error_count, lost_count, worker_id, dedupe_key, errors, result, created_at,
         started_at, finished_at, cancel_requested_at, group_key, depends_on, progress,
-        checkpoint)
+        checkpoint, headers)
     SELECT id, queue, task, args, kwargs, 'succeeded', priority, run_at, attempt,
            max_attempts, error_count, lost_count, worker_id, dedupe_key, errors, result,
            created_at, started_at, now(), cancel_requested_at, group_key, depends_on,
-           progress, checkpoint
+           progress, checkpoint, headers
     FROM gone
     RETURNING id
 ), told AS (

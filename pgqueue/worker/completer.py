@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..db import first_line
 from ..errors import MAX_SNOOZES
+from ..hooks import CANCELLED, FAILED, LOST, RETRIED, SUCCEEDED, FinishedEvent, Hooks
 from ..maintenance.dependencies import resolve_dependents
 from ..pooler import execute as pooler_execute
 from ..sql import query
@@ -36,6 +37,8 @@ from .runner import Outcome
 log = logging.getLogger("pgqueue.worker")
 
 MAX_BATCH = 1000
+# A written state (None: the lease was lost) as the hooks name the attempt's end.
+_EVENT = {None: LOST, "cancelled": CANCELLED, "queued": RETRIED, "failed": FAILED}
 # A job of a task this worker does not know comes back after 0.5 s, then 1, 2, 4 ...
 # (doubling with each claim that used no attempt), at most 30 s: a worker that knows it
 # gets it soon, and workers that do not know it do not spin on it.
@@ -54,12 +57,17 @@ class Completer:
         held: Held,
         on_retry_scheduled: Callable[[], None],
         joblog: JobLog,
+        hooks: Hooks | None = None,
         *,
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings  # behind a pooler: sent with each write (pooler.execute)
         self.joblog = joblog
+        self.hooks = hooks or Hooks()
+        # How the attempts of the batch being written ended, for the hooks (pgqueue/hooks.py);
+        # None when no hook listens (then nothing is collected).
+        self._events: list[FinishedEvent] | None = None
         self.schema = schema
         self.worker_id = worker_id
         self.held = held
@@ -161,6 +169,19 @@ class Completer:
             return False
 
     async def _write(self, batch: list[Outcome]) -> None:
+        if not self.hooks.observing:
+            await self._write_batch(batch)
+            return
+        events: list[FinishedEvent] = []
+        self._events = events
+        try:
+            await self._write_batch(batch)
+        finally:
+            self._events = None
+            if events:
+                self.hooks.finish(events)
+
+    async def _write_batch(self, batch: list[Outcome]) -> None:
         finished: list[int] = []
         if any(o.in_tx for o in batch):  # completed in the handler's transaction
             finished = self._done_in_transaction([o for o in batch if o.in_tx])
@@ -204,6 +225,8 @@ class Completer:
                         self._finish_log(o, None)
                     elif lines:
                         self.joblog.succeeded(o.job, o.duration)
+                if self._events is not None:
+                    self._events.extend((o, SUCCEEDED) for o in ok if o.job.id in done)
                 self.succeeded += len(done)
             for o in cancelled:
                 cur = await self._execute(
@@ -266,6 +289,8 @@ class Completer:
             self.succeeded += 1
             if lines:
                 self.joblog.succeeded(o.job, o.duration)
+            if self._events is not None:
+                self._events.append((o, SUCCEEDED))
             if o.has_waiting:
                 waiting.append(o.job.id)
         return waiting
@@ -347,6 +372,8 @@ class Completer:
         """Log how a job ended, other than a success (those go through the JobLog),
         after the per-job lines still pending there."""
         self.joblog.flush()
+        if self._events is not None and state in _EVENT:
+            self._events.append((o, _EVENT[state]))
         j = o.job
         extra: dict[str, Any] = {
             "job_id": j.id,
@@ -354,6 +381,8 @@ class Completer:
             "attempt": j.attempt,
             "duration_ms": round(o.duration * 1000, 3),
         }
+        if j.trace is not None:  # traced (pgqueue.otel): the run's span
+            extra["trace_id"], extra["span_id"] = j.trace
         if state is None:
             self.lost += 1
             extra["event"] = "lease_lost"

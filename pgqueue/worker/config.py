@@ -55,6 +55,10 @@ class WorkerConfig:
     every CPU), which stops renewing when the worker is stopped (SIGSTOP) or dead; or
     ``thread``, a thread of the worker (one process fewer; a handler that holds the GIL
     for longer than the lease then loses its job to another worker)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (``/metrics``; 0: any free port, see
+    ``worker.metrics.port``); needs ``pgqueue[metrics]``. None: no server."""
+    metrics_host: str = "0.0.0.0"
     burst: bool = False
     """Run what is due, then stop: once nothing is running or buffered and no job of
     the worker's queues is due (scheduled ones and retries with a backoff are left for
@@ -96,5 +100,9 @@ class WorkerConfig:
             raise ConfigurationError(
                 f"heartbeat must be 'process' or 'thread', got {self.heartbeat!r}"
             )
+        if self.metrics_port is not None and (
+            isinstance(self.metrics_port, bool) or not 0 <= self.metrics_port <= 65_535
+        ):
+            raise ConfigurationError("metrics_port must be between 0 and 65535")
         if self.claim_batch is not None and not 1 <= self.claim_batch <= 10_000:
             raise ConfigurationError("claim_batch must be between 1 and 10000")

@@ -39,6 +39,7 @@ from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..hooks import LOST, Hooks
 from ..limits import DEFAULT_LIMITS, Limits
 from ..tasks import Task
 from .completer import Completer
@@ -136,6 +137,7 @@ class Dispatcher:
         extend: Callable[[int, int, float], bool],
         on_slot: Callable[[], None],
         joblog: JobLog,
+        hooks: Hooks | None = None,
         heartbeat: Heartbeat | None = None,
         limits: Limits = DEFAULT_LIMITS,
         transactions: TransactionSource | None = None,
@@ -145,6 +147,9 @@ class Dispatcher:
         self.heartbeat = heartbeat  # progress and fenced calls (checkpoint) of handlers
         self.limits = limits
         self.joblog = joblog
+        self.hooks = hooks or Hooks()
+        # around_run hooks are passed to run_job only when there are any (none: no wrapper)
+        self._around = self.hooks if self.hooks.run else None
         self.worker_id = worker_id
         self.concurrency = concurrency
         self.prefetch = prefetch
@@ -250,7 +255,7 @@ class Dispatcher:
         outcome: Outcome | None = None
         started = time.monotonic()
         try:
-            outcome = await run_job(job, run.handler, run.ctx, self.executor)
+            outcome = await run_job(job, run.handler, run.ctx, self.executor, self._around)
         except asyncio.CancelledError as exc:
             if not (run.lost or run.cancel or run.stopping):
                 # Not ours: the handler's own code raised it (a cancelled inner task or
@@ -277,6 +282,9 @@ class Dispatcher:
                 job.attempt,
                 extra={"job_id": job.id, "task": job.task, "event": "lease_lost"},
             )
+            if self.hooks.observing:
+                lost = Outcome(job, ok=False, duration=time.monotonic() - started)
+                self.hooks.finish([(lost, LOST)])
             return
         if run.cancel and not (outcome is not None and outcome.in_tx):
             # asked to stop: it ends cancelled whatever the handler did (unless its own

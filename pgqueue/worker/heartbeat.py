@@ -96,6 +96,9 @@ class Heartbeat:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.renewed = 0  # leases renewed, lost, and failed beats: read by pgqueue.metrics
+        self.lost = 0
+        self.failures = 0
         self._lock = threading.Lock()  # the pipe to the sidecar and what waits to go
         self._w = self._r = -1
         self._pending = bytearray()  # written when the pipe has room (the reader thread)
@@ -335,13 +338,16 @@ class Heartbeat:
                 else:
                     fut.set_result(body["rows"])
         elif kind == b"b":
+            self.renewed += int(body.get("renewed", 0))
             lost = [(int(j), int(a)) for j, a in body["lost"]]
             lost = [(j, a) for j, a in lost if self.held.get(j) == a]
             if lost:
+                self.lost += len(lost)
                 self.on_lost(lost)
             if body["cancel"] and self.on_cancel is not None:
                 self.on_cancel(body["cancel"])  # the fallback when the NOTIFY was missed
         elif kind == b"l":
+            self.failures += int(body.get("failed", 0))
             level = logging.WARNING if body["level"] == "warning" else logging.ERROR
             log.log(level, "%s", body["msg"])
 

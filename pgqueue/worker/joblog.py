@@ -114,6 +114,8 @@ class JobLog:
             if not with_extra:
                 return at, message, None
             extra = {"job_id": job.id, "task": job.task, "attempt": job.attempt, "event": "started"}
+            if job.trace is not None:  # traced (pgqueue.otel): the run's span
+                extra["trace_id"], extra["span_id"] = job.trace
         else:
             ms = duration * 1000
             message = f"job {job.id} {job.task} attempt {job.attempt} succeeded in {ms:.1f}ms"
@@ -126,6 +128,8 @@ class JobLog:
                 "duration_ms": round(duration * 1000, 3),
                 "event": "succeeded",
             }
+            if job.trace is not None:
+                extra["trace_id"], extra["span_id"] = job.trace
         return at, message, extra
 
     def _record(self, at: float, what: int, job: Claimed, duration: float) -> logging.LogRecord:

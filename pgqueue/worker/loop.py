@@ -97,6 +97,7 @@ class Worker:
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
         self.pruner: Pruner | None = None
+        self.metrics: Any = None  # the /metrics server when config.metrics_port is set
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -156,6 +157,11 @@ class Worker:
         dsn = await asyncio.to_thread(self.app._probe)
         schema = self.app.schema
         cfg = self.config
+        if cfg.metrics_port is not None:  # Prometheus /metrics (pgqueue/metrics/worker.py)
+            from ..metrics.worker import serve_worker_metrics
+
+            # first: a port in use fails the start before anything else is opened
+            self.metrics = serve_worker_metrics(self, cfg.metrics_port, cfg.metrics_host)
         pools = await open_pools(dsn, cfg, self.id)
         pool, claim_pool = pools.shared, pools.claim
         self.pool = pool
@@ -184,8 +190,16 @@ class Worker:
         self.heartbeat = heartbeat
         joblog = JobLog(log)
         joblog.start()
+        hooks = self.app.hooks
         self.completer = Completer(
-            pool, schema, self.id, self.held, self._wake_up, joblog, settings=pools.settings
+            pool,
+            schema,
+            self.id,
+            self.held,
+            self._wake_up,
+            joblog,
+            hooks,
+            settings=pools.settings,
         )
         # ctx.transaction(): handlers' own transactions, on connections opened on first use
         transactions = TransactionSource(dsn, schema, self.id, cfg.concurrency, pools.pooler)
@@ -200,6 +214,7 @@ class Worker:
             heartbeat.extend,
             self._slot.set,
             joblog,
+            hooks,
             heartbeat=heartbeat,
             limits=self.app.limits,
             transactions=transactions,
@@ -233,6 +248,9 @@ class Worker:
                 await claim_pool.close()
                 await transactions.close()
                 joblog.close()
+                hooks.close()
+                if self.metrics is not None:
+                    self.metrics.close()
 
     async def _claim_loop(self, dispatcher: Dispatcher) -> None:
         assert self._wake is not None and self._slot is not None
@@ -337,6 +355,8 @@ class Worker:
             fail_undecodable(poison, self.held, self.completer)
         self.held.add_many([(job.id, job.attempt) for job in jobs])
         self.claimed += len(jobs)
+        if self.app.hooks.claimed:
+            self.app.hooks.claim(jobs)
         return jobs
 
     async def _burst_done(self, dispatcher: Dispatcher) -> bool:

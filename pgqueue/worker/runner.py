@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from ..errors import Cancel, JobTimeout, PgQueueError, Retry, Snooze
+from ..hooks import Hooks
 from ..tasks import RetryPolicy, Task
 from .context import JobContext
 from .transaction import HandlerTransaction, describe_commit_failure
@@ -104,6 +105,9 @@ class Claimed:
     lost_count: int
     priority: int
     checkpoint: Any = None  # what an earlier attempt stored with ctx.checkpoint()
+    headers: str | None = None  # JSON text (W3C trace context, ...) or None: see hooks.py
+    waited: float = 0.0  # seconds from due (enqueued, or backoff over) to claimed
+    trace: tuple[str, str] | None = None  # (trace id, span id) of its run: pgqueue.otel
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Claimed:
@@ -125,7 +129,20 @@ class Claimed:
             row[8],
             row[9],
             None if row[10] is None else _json(row[10]),
+            row[11],
+            row[12],
         )
+
+    def header_map(self) -> dict[str, str]:
+        """The headers stored at enqueue (``around_enqueue`` hooks: the W3C trace
+        context, ...); empty if there are none or they are not a JSON object."""
+        if not self.headers:
+            return {}
+        try:
+            value = json.loads(self.headers)
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 @dataclass
@@ -147,6 +164,7 @@ class Outcome:
     in_tx: bool = False  # done in the handler's own transaction (ctx.transaction())...
     committed: bool = False  # ...and committed (False: the lease was lost, rolled back)
     has_waiting: bool = False  # (committed) a job waits for this one (after=)
+    exception: BaseException | None = None  # what the handler raised (for on_failure hooks)
 
 
 # A NUL character, which json.dumps writes as \u0000 and PostgreSQL's jsonb refuses. An
@@ -313,11 +331,16 @@ def failure(job: Claimed, task: Task | None, exc: BaseException, started: float)
         error=error,
         backoff=backoff,
         duration=time.monotonic() - started,
+        exception=exc,
     )
 
 
 async def run_job(
-    job: Claimed, task: Task | None, ctx: JobContext | None, executor: ThreadPoolExecutor
+    job: Claimed,
+    task: Task | None,
+    ctx: JobContext | None,
+    executor: ThreadPoolExecutor,
+    hooks: Hooks | None = None,
 ) -> Outcome:
     """Run the handler and return what happened.
 
@@ -334,20 +357,22 @@ async def run_job(
         return Outcome(job, ok=False, release=True)
     args = [ctx, *job.args] if task.pass_context else list(job.args)
     kwargs = dict(job.kwargs)
+    # around_run hooks (pgqueue/hooks.py) wrap the call where it runs; none: no wrapper
+    func = task.func if hooks is None else hooks.wrap(task.func, task.is_async, job)
     try:
         if task.is_async:
-            coro = task.func(*args, **kwargs)
+            coro = func(*args, **kwargs)
             if task.timeout is not None:
                 value = await _with_timeout(coro, task.timeout)
             else:
                 value = await coro
         elif task.timeout is not None:
             value = await _with_timeout(
-                _call_sync_in_own_thread(task.func, args, kwargs), task.timeout
+                _call_sync_in_own_thread(func, args, kwargs), task.timeout
             )
         else:
             loop = asyncio.get_running_loop()
-            value = await loop.run_in_executor(executor, lambda: task.func(*args, **kwargs))
+            value = await loop.run_in_executor(executor, lambda: func(*args, **kwargs))
     except _Timeout:
         await _roll_back(ctx)
         exc = JobTimeout(f"{task.name} ran past its timeout of {task.timeout}s")

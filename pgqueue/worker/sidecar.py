@@ -182,7 +182,9 @@ class Sidecar:
             self.conn.close()
             self.conn = None
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        self.send(b"l", {"level": "warning", "msg": f"heartbeat failed, will retry: {text}"})
+        self.send(
+            b"l", {"level": "warning", "msg": f"heartbeat failed, will retry: {text}", "failed": 1}
+        )
 
     def beat(self) -> None:
         """One renewal; never raises (the next beat tries again)."""
@@ -230,8 +232,9 @@ class Sidecar:
                 del self.held[job_id]
                 self.progress.pop(job_id, None)
         cancel = [int(r[0]) for r in rows if r[1]]
-        if lost or cancel:
-            self.send(b"b", {"lost": lost, "cancel": cancel})
+        # every beat that renewed something says so: the worker counts renewals (metrics)
+        if lost or cancel or renewed:
+            self.send(b"b", {"lost": lost, "cancel": cancel, "renewed": len(renewed)})
 
     def call(self, req: dict[str, Any]) -> None:
         """Run one statement for a handler (its name must be one the worker sent)."""

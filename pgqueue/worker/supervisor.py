@@ -13,24 +13,36 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..metrics.relay import Relay
 
 log = logging.getLogger("pgqueue.supervisor")
 
 
-def supervise(processes: int, child_argv: list[str]) -> int:
-    """Run ``processes`` children of ``python -m pgqueue.cli <child_argv>``; return exit code."""
+def supervise(processes: int, child_argv: list[str], relay: Relay | None = None) -> int:
+    """Run ``processes`` children of ``python -m pgqueue.cli <child_argv>``; return exit code.
+
+    ``relay`` (``--metrics-port``): each child gets the file to write its metrics port
+    to, and the relay serves them all (``pgqueue.metrics.relay``)."""
     cmd = [sys.executable, "-m", "pgqueue.cli", *child_argv]
     children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
     stopping = {"signals": 0}
 
     def spawn(slot: int) -> None:
+        env = None
+        if relay is not None:
+            relay.forget(slot)
+            env = {**os.environ, **relay.env(slot)}
         children[slot] = (
-            subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent),
+            subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, env=env),
             time.monotonic(),
         )
         log.info("worker process %d started (pid %d)", slot, children[slot][0].pid)

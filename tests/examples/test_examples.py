@@ -45,7 +45,8 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    assert names == ["long_evaluation", "plain_psycopg", "sql_trigger"]  # add a test for each
+    # add a test below for each new one
+    assert names == ["error_reporting", "long_evaluation", "plain_psycopg", "sql_trigger"]
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -75,3 +76,9 @@ def test_long_evaluation(pg_dsn: str, unmigrated_schema: str) -> None:
     twice = re.search(r"run twice: (.*)", out)
     assert twice and (twice.group(1) == "none" or len(twice.group(1).split(",")) == 1), out
     assert "result rows: 1" in out and "attempts: 2" in out
+def test_error_reporting(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("error_reporting", pg_dsn, unmigrated_schema)
+    assert "attempt 1 of job 1 failed; retrying" in out
+    assert "reported: ValueError: card declined for order 42 {'task': 'tasks.charge'" in out
+    assert "'attempts': 2}" in out
+    assert "job.result(): JobFailed: ValueError: card declined for order 42" in out

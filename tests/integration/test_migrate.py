@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import psycopg
@@ -50,6 +51,7 @@ JOBS_COLUMNS = {
     "depends_on",
     "progress",  # 0009
     "checkpoint",  # 0009
+    "headers",  # 0010
 }
 JOBS_INDEXES = {
     "jobs_pkey",
@@ -481,8 +483,10 @@ def test_upgrade_from_0003_moves_succeeded_jobs_out_of_the_hot_table(
         "queued",
     ]
     moved = conn.execute(f'SELECT * FROM "{s}".succeeded_jobs').fetchall()
-    before = [(*row, None, None) for row in before]  # 0009's progress and checkpoint
-    assert moved == [before[0]]  # every column, in the same order
+    # every column, in the same order (0009 appends progress and checkpoint, 0010
+    # headers: NULL for these rows)
+    before = [(*row, None, None, None) for row in before]
+    assert moved == [before[0]]
     assert conn.execute(f'SELECT * FROM "{s}".all_jobs ORDER BY id').fetchall() == before
     done_id = before[0][0]
     assert conn.execute(f'SELECT "{s}".cancel_job(%s)', (done_id,)).fetchone() == ("succeeded",)
@@ -558,3 +562,25 @@ def test_migrate_sql_output_applies_and_works(
     assert current_revision(pg_dsn, unmigrated_schema) == HEAD_REVISION
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="got number"):
         conn.execute(f'SELECT "{unmigrated_schema}".enqueue(%s, %s::jsonb)', ("t", "1"))
+
+
+def test_0010_lets_existing_producers_write_headers(
+    pg_dsn: str, unmigrated_schema: str, conn: Conn
+) -> None:
+    """A role that could insert jobs before 0010 (a producer: INSERT on some columns)
+    may insert the new headers column after it, or its enqueues would fail."""
+    s = unmigrated_schema
+    _upgrade_to(pg_dsn, s, "0007")
+    name = "pgq_role_" + uuid.uuid4().hex[:10]
+    conn.execute(f'CREATE ROLE "{name}"')
+    try:
+        conn.execute(f'GRANT INSERT (queue, task) ON "{s}".jobs TO "{name}"')
+        code, _, err = run_cli("--dsn", pg_dsn, "--schema", s, "migrate")
+        assert (code, err) == (0, "")
+        row = conn.execute(
+            "SELECT has_column_privilege(%s, %s, 'headers', 'INSERT')", (name, f'"{s}".jobs')
+        ).fetchone()
+        assert row == (True,)
+    finally:
+        conn.execute(f'DROP OWNED BY "{name}"')
+        conn.execute(f'DROP ROLE "{name}"')

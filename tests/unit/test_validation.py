@@ -50,6 +50,7 @@ def test_valid_spec_becomes_params() -> None:
         "group_key": None,
         "unique_for": None,
         "replace": False,
+        "headers": None,
     }
 
 
