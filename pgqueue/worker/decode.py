@@ -65,7 +65,7 @@ def undecodable(row: tuple[Any, ...], exc: Exception) -> Outcome:
     """The final failure of a claimed row whose args/kwargs cannot be decoded; the
     message names the field and why."""
     job = Claimed(row[0], row[1], row[2], [], {}, row[5], row[6], row[7], row[8], row[9])
-    job.headers = row[10] if len(row) > 10 else None
+    job.headers = row[11] if len(row) > 11 else None  # (row[10]: the checkpoint)
     field, cause = _which(row, exc)
     wrong_type = isinstance(cause, _WrongType)
     if wrong_type:

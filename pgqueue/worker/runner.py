@@ -367,9 +367,7 @@ async def run_job(
             else:
                 value = await coro
         elif task.timeout is not None:
-            value = await _with_timeout(
-                _call_sync_in_own_thread(func, args, kwargs), task.timeout
-            )
+            value = await _with_timeout(_call_sync_in_own_thread(func, args, kwargs), task.timeout)
         else:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(executor, lambda: func(*args, **kwargs))
