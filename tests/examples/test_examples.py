@@ -20,7 +20,10 @@ def _drop_example_tables(pg_dsn: str) -> Iterator[None]:
     """The examples make tables of their own ("the application's"); drop them after."""
     yield
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS example_orders, example_signups")
+        conn.execute(
+            "DROP TABLE IF EXISTS example_orders, example_signups, example_outbox_orders, "
+            "example_flask_signups"
+        )
         conn.execute("DROP FUNCTION IF EXISTS example_signups_enqueue()")
 
 
@@ -41,7 +44,13 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    assert names == ["plain_psycopg", "sql_trigger"]  # add a test below for each new one
+    assert names == [
+        "django_app",
+        "fastapi_outbox",
+        "flask_app",
+        "plain_psycopg",
+        "sql_trigger",
+    ]  # add a test below for each new one
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -57,3 +66,42 @@ def test_sql_trigger(pg_dsn: str, unmigrated_schema: str) -> None:
     assert "inserted 2 signups" in out
     assert "result: welcomed ada@example.com (signup" in out
     assert "result: welcomed grace@example.com (signup" in out
+
+
+def test_django_app(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("django")
+    try:
+        out = run_example("django_app", pg_dsn, unmigrated_schema)
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:  # the project's own tables
+            conn.execute(f'DROP SCHEMA IF EXISTS "{unmigrated_schema}_site" CASCADE')
+    assert "migrate: pgqueue schema" in out and "at revision" in out
+    assert "POST /orders/ ada: 201" in out
+    assert "POST /orders/ bob: 402 payment declined" in out
+    assert "orders for bob: 0" in out
+    assert "jobs for send_confirmation: 1" in out
+    assert "pgqueue_work --burst: exit 0: burst: 1 succeeded, 0 failed" in out
+    assert "confirmed: True; job succeeded, result {'order': " in out
+    assert "admin jobs page: 200, lists orders.tasks.send_confirmation: True" in out
+
+
+def test_fastapi_outbox(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("fastapi")
+    out = run_example("fastapi_outbox", pg_dsn, unmigrated_schema)
+    for path in ("/orders", "/async/orders"):
+        assert f"POST {path}: 201" in out
+        assert f"POST {path} declined: 402 payment declined" in out
+    assert "orders for bob: 0; jobs: 2 (the two committed ones: 2)" in out
+    assert "'sent_to': 'ada+sync@example.com'}" in out
+    assert "'sent_to': 'ada+async@example.com'}" in out
+
+
+def test_flask_app(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("flask")
+    out = run_example("flask_app", pg_dsn, unmigrated_schema)
+    assert "POST /signups ada: 201" in out
+    assert "POST /signups not-an-address: 400" in out
+    assert "rows for the bad request: 0; jobs: 1" in out
+    assert "result: welcomed ada@example.com (signup" in out
+    assert out.count("GET /jobs/<id>:") == 2
+    assert out.index("GET /jobs/<id>: queued") < out.index("GET /jobs/<id>: succeeded")
