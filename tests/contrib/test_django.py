@@ -203,7 +203,14 @@ def test_admin_pages_are_read_only(migrated: dict[str, str]) -> None:
     page = client.get("/admin/pgqueue/job/")
     assert page.status_code == 200
     assert ship_order.name in page.content.decode()
-    assert client.get("/admin/pgqueue/job/?state__exact=queued&queue=shop_admin").status_code == 200
+    link = f"/admin/pgqueue/job/{int(job)}/change/"
+    assert link in page.content.decode()
+    filtered = client.get("/admin/pgqueue/job/?state__exact=queued&queue=shop_admin")
+    assert filtered.status_code == 200
+    assert link in filtered.content.decode()
+    other = client.get("/admin/pgqueue/job/?queue=shop_fail")
+    assert other.status_code == 200
+    assert link not in other.content.decode()
     detail = client.get(f"/admin/pgqueue/job/{int(job)}/change/")
     assert detail.status_code == 200
     assert "424242" in detail.content.decode()
@@ -235,3 +242,31 @@ def test_settings_are_checked(migrated: dict[str, str]) -> None:
     dsn = conninfo_to_dict(dsn_from_django())
     assert dsn["application_name"] == migrated["appname"]
     assert "search_path" in str(dsn["options"])
+
+
+def test_app_setting_must_be_a_django_app(migrated: dict[str, str]) -> None:
+    from django.test import override_settings
+
+    from pgqueue import App
+    from pgqueue.contrib.django import DjangoApp, get_app
+    from pgqueue.contrib.django.application import reset
+
+    with pytest.raises(ConfigurationError, match="no dsn"):
+        DjangoApp(dsn="postgresql://elsewhere/db")
+    plain = App("postgresql://elsewhere/db", schema=migrated["pgqueue"])
+    reset()
+    try:
+        with (
+            override_settings(PGQUEUE={"APP": plain}),
+            pytest.raises(
+                ConfigurationError, match=r"must be a pgqueue\.contrib\.django\.DjangoApp"
+            ),
+        ):
+            get_app()
+        with (
+            override_settings(PGQUEUE={"APP": "no.such.module:app"}),
+            pytest.raises(ConfigurationError, match="cannot be imported"),
+        ):
+            get_app()
+    finally:
+        reset()  # the next get_app() builds the settings' app again

@@ -33,13 +33,24 @@ class ReadOnly(models.Model):
         )
 
 
+#: A job's states (``scheduled`` is ``queued`` with a future ``run_at``).
+STATES = [
+    ("waiting", "waiting"),
+    ("queued", "queued"),
+    ("running", "running"),
+    ("succeeded", "succeeded"),
+    ("failed", "failed"),
+    ("cancelled", "cancelled"),
+]
+
+
 class Job(ReadOnly):
     id = models.BigIntegerField(primary_key=True)
     queue = models.TextField()
     task = models.TextField()
     args = models.JSONField()
     kwargs = models.JSONField()
-    state = models.TextField()
+    state = models.TextField(choices=STATES)
     priority = models.SmallIntegerField()
     run_at = models.DateTimeField(null=True)
     attempt = models.IntegerField()

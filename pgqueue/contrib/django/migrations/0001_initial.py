@@ -23,7 +23,19 @@ class Migration(migrations.Migration):
                 ("task", models.TextField()),
                 ("args", models.JSONField()),
                 ("kwargs", models.JSONField()),
-                ("state", models.TextField()),
+                (
+                    "state",
+                    models.TextField(
+                        choices=[
+                            ("waiting", "waiting"),
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("cancelled", "cancelled"),
+                        ]
+                    ),
+                ),
                 ("priority", models.SmallIntegerField()),
                 ("run_at", models.DateTimeField(null=True)),
                 ("attempt", models.IntegerField()),

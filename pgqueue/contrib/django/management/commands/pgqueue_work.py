@@ -37,6 +37,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--burst", action="store_true", help="Run the jobs that are due, then exit."
         )
+        parser.add_argument(
+            "--log-level",
+            choices=["debug", "info", "warning", "error"],
+            help="Send pgqueue's logs to stderr at this level (default: as settings.LOGGING "
+            "has it; Python shows warnings and errors).",
+        )
+        parser.add_argument("--log-format", choices=["text", "json"], default="text")
         parser.add_argument("--shutdown-timeout", type=float, metavar="SECONDS")
         parser.add_argument("--poll-interval", type=float, metavar="SECONDS")
         parser.add_argument("--no-listen", action="store_true",
@@ -49,11 +56,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _work(self, options: dict[str, Any]) -> None:
+        from pgqueue import logs
         from pgqueue.contrib.django import conf
         from pgqueue.contrib.django.application import get_app
         from pgqueue.contrib.django.worker import autodiscover, with_connection_hygiene
         from pgqueue.worker import Worker, WorkerConfig
 
+        if options["log_level"]:
+            logs.configure(options["log_level"], options["log_format"])
         settings = conf.read()
         app = get_app()
         autodiscover(settings.autodiscover)
