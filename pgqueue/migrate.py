@@ -16,14 +16,15 @@ belongs to someone else, and every command refuses it, naming the objects.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import producer
-from .db import connect, first_line, validate_schema
+from .db import connect, first_line, normalize_dsn, validate_schema
 from .errors import ConfigurationError, SchemaNotMigrated
 from .sql import query
 
@@ -192,48 +193,23 @@ def upgrade(
 ) -> tuple[str | None, str]:
     """Upgrade ``schema`` to the newest revision; return (revision before, revision after).
 
-    Runs in one transaction: on any error nothing is changed and ``ConfigurationError``
-    says why in one line (cannot connect, someone else's schema, ``public``, permission,
-    lock timeout, ...). An older pgqueue's version table is moved to ``pgqueue_version``
-    in the same transaction; ``notify`` (if given) is called with a line saying so.
+    Runs in one transaction of its own: on any error nothing is changed and
+    ``ConfigurationError`` says why in one line (cannot connect, someone else's schema,
+    ``public``, permission, lock timeout, ...). ``dsn`` may be a SQLAlchemy URL
+    (``postgresql+psycopg://...``). An older pgqueue's version table is moved to
+    ``pgqueue_version`` in the same transaction; ``notify`` (if given) is called with a
+    line saying so. Safe to call from inside an application's own alembic run (its
+    ``env.py`` or a revision): see ``upgrade_on`` to run in that run's transaction.
     """
-    import psycopg
-    import sqlalchemy.exc
-    from alembic import command
-    from alembic.util.exc import CommandError
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
     schema = validate_schema(schema)
-    raw = connect(dsn, autocommit=False)  # ConfigurationError naming the server
+    raw = connect(normalize_dsn(dsn), autocommit=False)  # ConfigurationError naming the server
     engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
-    moved = False
     try:
-        with engine.begin() as connection:
-            # Read the state under migrate's advisory lock (the one env.py takes; it nests
-            # in one session), so of many concurrent runs exactly one reports the upgrade.
-            connection.exec_driver_sql(
-                "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"pgqueue.migrate.{schema}"}
-            )
-            state = read_state(raw, schema)
-            if state.foreign:
-                raise _foreign_error(state, schema)
-            if state.revision is not None and _newer(state.revision):
-                check_state(state, schema)
-            if state.legacy:
-                raw.execute(query(schema, "schema_legacy_version_table_move"))
-                raw.execute(query(schema, "schema_legacy_version_pkey_move"))
-                moved = True
-            cfg = _config(schema, connection=connection, create_schema=not state.exists)
-            command.upgrade(cfg, "head")
-    except sqlalchemy.exc.DBAPIError as exc:
-        raise ConfigurationError(_failure(exc.orig or exc, schema)) from exc
-    except psycopg.Error as exc:
-        raise ConfigurationError(_failure(exc, schema)) from exc
-    except CommandError as exc:  # e.g. a revision alembic cannot find in pgqueue's scripts
-        raise ConfigurationError(
-            f"migrate of schema {schema!r} failed, nothing was changed: {first_line(exc)}"
-        ) from exc
+        with _errors_explained(schema), engine.begin() as connection:
+            before, moved = _upgrade(connection, schema)
     finally:
         engine.dispose()
         raw.close()
@@ -242,7 +218,85 @@ def upgrade(
             f"schema {schema!r}: moved an older pgqueue's version table "
             f"(alembic_version) to {VERSION_TABLE}"
         )
-    return state.revision, HEAD_REVISION
+    return before, HEAD_REVISION
+
+
+def upgrade_on(connection: Any, schema: str) -> tuple[str | None, str]:
+    """``upgrade`` on a caller's SQLAlchemy ``Connection`` (PostgreSQL, psycopg 3), inside
+    the transaction it is in, which the caller commits: an application's alembic runs
+    pgqueue's revisions in its own transaction, from its ``env.py`` after
+    ``context.run_migrations()`` or from one of its revisions
+    (``upgrade_on(op.get_bind(), "pgqueue")``). pgqueue's revision is still kept in
+    ``<schema>.pgqueue_version``, never in the application's ``alembic_version``.
+    Raises ``ConfigurationError`` as ``upgrade`` does; the caller's transaction must then
+    be rolled back (alembic does).
+    """
+    schema = validate_schema(schema)
+    with _errors_explained(schema):
+        before, _ = _upgrade(connection, schema)
+    return before, HEAD_REVISION
+
+
+def _upgrade(connection: Any, schema: str) -> tuple[str | None, bool]:
+    """Bring ``schema`` to head on ``connection`` (in its transaction); (revision before,
+    whether an older pgqueue's version table was moved)."""
+    from alembic import command
+
+    # Read the state under migrate's advisory lock (the one env.py takes; it nests in one
+    # session), so of many concurrent runs exactly one reports the upgrade.
+    connection.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": f"pgqueue.migrate.{schema}"}
+    )
+    state = read_state(connection, schema)
+    if state.foreign:
+        raise _foreign_error(state, schema)
+    if state.revision is not None and _newer(state.revision):
+        check_state(state, schema)
+    if state.legacy:
+        producer.run_sync(connection, query(schema, "schema_legacy_version_table_move"), {})
+        producer.run_sync(connection, query(schema, "schema_legacy_version_pkey_move"), {})
+    cfg = _config(schema, connection=connection, create_schema=not state.exists)
+    with _outer_alembic_kept():
+        command.upgrade(cfg, "head")
+    return state.revision, state.legacy
+
+
+@contextlib.contextmanager
+def _errors_explained(schema: str) -> Iterator[None]:
+    """Database and alembic errors of an upgrade as one-line ``ConfigurationError``s."""
+    import psycopg
+    import sqlalchemy.exc
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise ConfigurationError(_failure(exc.orig or exc, schema)) from exc
+    except psycopg.Error as exc:
+        raise ConfigurationError(_failure(exc, schema)) from exc
+    except CommandError as exc:  # e.g. a revision alembic cannot find in pgqueue's scripts
+        raise ConfigurationError(
+            f"migrate of schema {schema!r} failed, nothing was changed: {first_line(exc)}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _outer_alembic_kept() -> Iterator[None]:
+    """Alembic keeps the running migration's context in the globals of ``alembic.context``
+    and ``alembic.op`` and deletes them when a run ends. A pgqueue upgrade run from inside
+    an application's own alembic run (its env.py or a revision) would delete the outer
+    run's as well, which then fails (KeyError: 'config') as it ends; so they are saved
+    here and put back."""
+    import alembic.context
+    import alembic.op
+
+    saved = [(vars(m), dict(vars(m))) for m in (alembic.context, alembic.op)]
+    try:
+        yield
+    finally:
+        for namespace, before in saved:
+            namespace.clear()
+            namespace.update(before)
 
 
 def upgrade_sql(schema: str) -> str:
@@ -252,5 +306,6 @@ def upgrade_sql(schema: str) -> str:
     buffer = io.StringIO()
     cfg = _config(validate_schema(schema))
     cfg.output_buffer = buffer
-    command.upgrade(cfg, "head", sql=True)
+    with _outer_alembic_kept():
+        command.upgrade(cfg, "head", sql=True)
     return buffer.getvalue()

@@ -23,7 +23,7 @@ def _drop_example_tables(pg_dsn: str) -> Iterator[None]:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(
             "DROP TABLE IF EXISTS example_orders, example_signups, example_eval_steps, "
-            "example_eval_results"
+            "example_eval_results, example_outbox_orders, example_flask_signups"
         )
         conn.execute("DROP FUNCTION IF EXISTS example_signups_enqueue()")
 
@@ -45,8 +45,15 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    # add a test below for each new one
-    assert names == ["error_reporting", "long_evaluation", "plain_psycopg", "sql_trigger"]
+    assert names == [
+        "django_app",
+        "error_reporting",
+        "fastapi_outbox",
+        "flask_app",
+        "long_evaluation",
+        "plain_psycopg",
+        "sql_trigger",
+    ]  # add a test below for each new one
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -76,9 +83,50 @@ def test_long_evaluation(pg_dsn: str, unmigrated_schema: str) -> None:
     twice = re.search(r"run twice: (.*)", out)
     assert twice and (twice.group(1) == "none" or len(twice.group(1).split(",")) == 1), out
     assert "result rows: 1" in out and "attempts: 2" in out
+
+
 def test_error_reporting(pg_dsn: str, unmigrated_schema: str) -> None:
     out = run_example("error_reporting", pg_dsn, unmigrated_schema)
     assert "attempt 1 of job 1 failed; retrying" in out
     assert "reported: ValueError: card declined for order 42 {'task': 'tasks.charge'" in out
     assert "'attempts': 2}" in out
     assert "job.result(): JobFailed: ValueError: card declined for order 42" in out
+
+
+def test_django_app(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("django")
+    try:
+        out = run_example("django_app", pg_dsn, unmigrated_schema)
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:  # the project's own tables
+            conn.execute(f'DROP SCHEMA IF EXISTS "{unmigrated_schema}_site" CASCADE')
+    assert "migrate: pgqueue schema" in out and "at revision" in out
+    assert "POST /orders/ ada: 201" in out
+    assert "POST /orders/ bob: 402 payment declined" in out
+    assert "orders for bob: 0" in out
+    assert "jobs for send_confirmation: 1" in out
+    assert "pgqueue_work --burst: exit 0: burst: 1 succeeded, 0 failed" in out
+    assert "confirmed: True; job succeeded, result {'order': " in out
+    assert "admin jobs page: 200, lists orders.tasks.send_confirmation: True" in out
+
+
+def test_fastapi_outbox(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("fastapi")
+    out = run_example("fastapi_outbox", pg_dsn, unmigrated_schema)
+    for path in ("/orders", "/async/orders"):
+        assert f"POST {path}: 201" in out
+        assert f"POST {path} declined: 402 payment declined" in out
+    assert "orders for bob: 0; jobs: 2 (the two committed ones: 2)" in out
+    assert "'sent_to': 'ada+sync@example.com'}" in out
+    assert "'sent_to': 'ada+async@example.com'}" in out
+
+
+def test_flask_app(pg_dsn: str, unmigrated_schema: str) -> None:
+    pytest.importorskip("flask")
+    out = run_example("flask_app", pg_dsn, unmigrated_schema)
+    assert "POST /signups ada: 201" in out
+    assert "POST /signups not-an-address: 400" in out
+    assert "rows for the bad request: 0; jobs: 1" in out
+    assert "result: welcomed ada@example.com (signup" in out
+    assert out.count("GET /jobs/<id>:") == 2
+    assert out.index("GET /jobs/<id>: queued") < out.index("GET /jobs/<id>: succeeded")

@@ -1,0 +1,1 @@
+"""Integrations with frameworks: ``pgqueue.contrib.django``."""
