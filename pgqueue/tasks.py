@@ -24,23 +24,48 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter: ``base * factor**(n-1)`` capped at ``max_delay``.
+    """Which errors retry, and after how long: exponential backoff with jitter,
+    ``base * factor**(n-1)`` capped at ``max_delay``.
 
     ``jitter`` is the fraction of the delay drawn at random (0.25 means the delay lands
     between 75% and 100% of the computed value), so a burst of failures does not come
-    back as a burst.
+    back as a burst. ``retry_on``: the exception types that retry (default: every
+    ``Exception``); ``no_retry_for``: types that fail at once even so (e.g. ``(ValueError,)``
+    for bad input that will not get better). An exception that does not retry ends the job
+    ``failed`` on this attempt. ``Retry`` raised by the handler always retries (it asks
+    to); ``SystemExit`` and ``KeyboardInterrupt`` never do. Raises ``ValueError`` naming
+    the bad field.
     """
 
     base: float = 1.0
     factor: float = 2.0
     max_delay: float = 3600.0
     jitter: float = 0.25
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    no_retry_for: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if self.base < 0 or self.factor < 1 or self.max_delay < 0:
             raise ValueError("RetryPolicy needs base >= 0, factor >= 1 and max_delay >= 0")
         if not 0 <= self.jitter <= 1:
             raise ValueError("RetryPolicy.jitter is a fraction between 0 and 1")
+        for name in ("retry_on", "no_retry_for"):
+            value = getattr(self, name)
+            if isinstance(value, type):  # one class given bare: take it as a tuple of one
+                value = (value,)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, tuple) or not all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in value
+            ):
+                raise ValueError(
+                    f"RetryPolicy.{name} takes exception classes, e.g. {name}=(TimeoutError, "
+                    f"ConnectionError); got {value!r}"
+                )
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether ``exc`` retries under this policy (``retry_on`` and not
+        ``no_retry_for``)."""
+        return isinstance(exc, self.retry_on) and not isinstance(exc, self.no_retry_for)
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure (1 for the first)."""

@@ -312,9 +312,9 @@ def failure(job: Claimed, task: Task | None, exc: BaseException, started: float)
             message=_storable(f"cancelled by the handler: {exc.reason or 'no reason given'}"),
             duration=time.monotonic() - started,
         )
-    final = task is not None and isinstance(exc, task.no_retry_for)
-    final = final or isinstance(exc, (SystemExit, KeyboardInterrupt))
     retry = task.retry if task is not None else RetryPolicy()
+    final = task is not None and isinstance(exc, task.no_retry_for)
+    final = final or isinstance(exc, (SystemExit, KeyboardInterrupt)) or not retry.retries(exc)
     backoff = retry.delay(job.error_count + 1)
     kind = "error"
     if isinstance(exc, Retry):  # the handler asked for another run
@@ -377,6 +377,7 @@ async def run_job(
         return Outcome(
             job,
             ok=False,
+            final=not task.retry.retries(exc) or isinstance(exc, task.no_retry_for),
             error=_error(job, "timeout", exc, str(exc)),
             backoff=task.retry.delay(job.error_count + 1),
             duration=time.monotonic() - started,

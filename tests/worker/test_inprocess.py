@@ -614,3 +614,35 @@ def test_every_fenced_write_refuses_a_stale_attempt_of_the_same_worker(
         assert sorted(r[0] for r in held) == sorted([job_id, other])
         row = wait_state(conn, schema, job_id, "succeeded")
     assert (row["result"], row["attempt"], row["errors"]) == ("done", 1, [])
+
+
+def test_retry_policy_says_which_errors_retry(app: App, conn: Conn, schema: str) -> None:
+    """RetryPolicy(retry_on=..., no_retry_for=...): an error it does not retry fails the
+    job on its first attempt; one it retries comes back; Retry() always does."""
+    from pgqueue import Retry, RetryPolicy
+
+    policy = RetryPolicy(base=0.01, jitter=0, retry_on=(ConnectionError,), no_retry_for=(
+        ConnectionRefusedError,))  # fmt: skip
+    runs: list[str] = []
+
+    @app.task(name="picky", retry=policy, max_attempts=3)
+    def picky(kind: str) -> str:
+        runs.append(kind)
+        if kind == "conn" and runs.count("conn") == 1:
+            raise ConnectionResetError("flaky network")  # a ConnectionError: retried
+        if kind == "refused":
+            raise ConnectionRefusedError("no server")  # in no_retry_for: final
+        if kind == "value":
+            raise ValueError("bad input")  # not in retry_on: final
+        if kind == "asked" and runs.count("asked") == 1:
+            raise Retry(after=0)  # always retries
+        return kind
+
+    ids = {k: picky.defer(k) for k in ("conn", "refused", "value", "asked")}
+    with running(app):
+        assert wait_state(conn, schema, ids["conn"], "succeeded")["attempt"] == 2
+        assert wait_state(conn, schema, ids["asked"], "succeeded")["attempt"] == 2
+        assert wait_state(conn, schema, ids["refused"], "failed")["attempt"] == 1
+        assert wait_state(conn, schema, ids["value"], "failed")["attempt"] == 1
+    with pytest.raises(ValueError, match="takes exception classes"):
+        RetryPolicy(retry_on=("ConnectionError",))  # type: ignore[arg-type]
