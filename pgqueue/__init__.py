@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .admin import Admin
 from .app import App
+from .codec import register_type
 from .errors import (
     Cancel,
     ConfigurationError,
@@ -64,4 +65,5 @@ __all__ = [
     "Task",
     "UnknownQueueError",
     "UnknownTaskError",
+    "register_type",
 ]

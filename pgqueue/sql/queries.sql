@@ -972,7 +972,7 @@ ORDER BY 1, 2;
 -- name: job_list
 -- Newest first; each filter is optional (NULL matches everything). run_at clamped as
 -- in job_get.
-SELECT id, queue, task, state, priority, attempt, max_attempts,
+SELECT id, queue, task, args, kwargs, state, priority, attempt, max_attempts,
        LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
        finished_at, errors -> -1 ->> 'message' AS last_error
 FROM {schema}.all_jobs
