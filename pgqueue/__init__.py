@@ -11,6 +11,7 @@ from .codec import register_type
 from .errors import (
     Cancel,
     ConfigurationError,
+    DrainTimeout,
     InvalidJobError,
     JobCancelled,
     JobFailed,
@@ -42,11 +43,13 @@ def __getattr__(name: str) -> Any:
         return JobContext
     raise AttributeError(f"module 'pgqueue' has no attribute {name!r}")
 
+
 __all__ = [
     "Admin",
     "App",
     "Cancel",
     "ConfigurationError",
+    "DrainTimeout",
     "InvalidJobError",
     "Job",
     "JobCancelled",

@@ -21,6 +21,7 @@ from .tasks import Task
 
 if TYPE_CHECKING:
     from .app import App
+    from .eager import Eager
 
 #: The keyword options of enqueue/enqueue_async/Task.options (besides connection).
 OPTIONS = frozenset(
@@ -46,6 +47,7 @@ class Enqueueing:
     tasks: dict[str, Task]
     strict_tasks: bool
     limits: Limits
+    _eager: Eager | None  # pgqueue.testing.eager(app): run at once, no database
 
     if TYPE_CHECKING:
 
@@ -147,6 +149,8 @@ class Enqueueing:
                 after=after,
             )
         )
+        if self._eager is not None:
+            return self._eager.run(params)
         with self._connection(connection) as conn:
             job_id = producer.insert_one(conn, self.schema, params, own=connection is None)
         return Job(job_id, self._app())
@@ -162,6 +166,8 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
+        if self._eager is not None:
+            return [self._eager.run(p) for p in params]
         with self._connection(connection) as conn:
             ids = producer.insert_many(conn, self.schema, params, own=connection is None)
         return jobs_of(self._app(), ids)
@@ -196,6 +202,8 @@ class Enqueueing:
         encoded = encode_items(first["task"], items, self.limits)
         if not encoded:
             return []
+        if self._eager is not None:
+            return [self._eager.run({**first, "args": a, "kwargs": k}) for a, k in encoded]
         with self._connection(connection) as conn:
             return jobs_of(self._app(), producer.insert_uniform(conn, self.schema, first, encoded))
 
@@ -236,6 +244,8 @@ class Enqueueing:
                 after=after,
             )
         )
+        if self._eager is not None:
+            return await self._eager.run_async(params)
         async with self._aconnection(connection) as conn:
             job_id = await producer.insert_one_async(
                 conn, self.schema, params, own=connection is None
@@ -250,6 +260,8 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
+        if self._eager is not None:
+            return [await self._eager.run_async(p) for p in params]
         async with self._aconnection(connection) as conn:
             ids = await producer.insert_many_async(
                 conn, self.schema, params, own=connection is None

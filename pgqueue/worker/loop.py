@@ -21,6 +21,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,7 +44,7 @@ from .decode import decode_rows, fail_undecodable
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
 from .joblog import JobLog
-from .runner import Claimed
+from .runner import Claimed, Outcome
 from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
 from .services import build_maintenance, open_pools, start_services
 
@@ -95,6 +96,8 @@ class Worker:
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
         self.pruner: Pruner | None = None
+        #: Called with each job's outcome as it is handed to the completer (app.drain()).
+        self.on_outcome: Callable[[Outcome], None] | None = None
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -184,6 +187,7 @@ class Worker:
         self.completer = Completer(
             pool, schema, self.id, self.held, self._wake_up, joblog, settings=pools.settings
         )
+        self.completer.observe = self.on_outcome
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,
