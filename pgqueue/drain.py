@@ -89,7 +89,9 @@ def drain(
     are made due first (once, at the start; a retry scheduled during the drain waits).
     ``concurrency``: jobs run at once (1: one after another, in claim order: priority,
     then age). ``timeout``: seconds after which the drain stops, hands unfinished jobs
-    back and raises ``DrainTimeout`` (a handler that never returns). Raises
+    back and raises ``DrainTimeout`` (a handler that never returns: an ``async def`` one
+    is cancelled; a plain ``def`` one keeps its thread, which keeps the process from
+    exiting until it returns, as in a worker). Raises
     ``RuntimeError`` when called inside a running event loop, ``InvalidJobError`` for a
     bad queue name, ``SchemaNotMigrated``/``ConfigurationError`` as a worker would.
     """
