@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from .admin import Admin
 from .app import App
+from .codec import register_type
 from .errors import (
     Cancel,
     ConfigurationError,
+    DrainTimeout,
     InvalidJobError,
     JobCancelled,
     JobFailed,
@@ -41,11 +43,13 @@ def __getattr__(name: str) -> Any:
         return JobContext
     raise AttributeError(f"module 'pgqueue' has no attribute {name!r}")
 
+
 __all__ = [
     "Admin",
     "App",
     "Cancel",
     "ConfigurationError",
+    "DrainTimeout",
     "InvalidJobError",
     "Job",
     "JobCancelled",
@@ -64,4 +68,5 @@ __all__ = [
     "Task",
     "UnknownQueueError",
     "UnknownTaskError",
+    "register_type",
 ]

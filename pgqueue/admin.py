@@ -8,12 +8,14 @@ is written when one of them is raised.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbLoader
 
+from .codec import BadTag, revive
 from .errors import InvalidJobError, JobNotFound, UnknownQueueError
 from .jobspec import check_queue, check_task_name
 
@@ -63,15 +65,17 @@ class Admin:
         ``progress_at``: NULL until it reports)."""
         return self._rows("job_running_list")
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int, *, decode_types: bool = True) -> dict[str, Any]:
         """Everything about one job: arguments, state, every attempt's error, result,
         ``progress`` (what its handler last reported with ``ctx.progress``: done, total,
         message, at) and ``checkpoint`` (its last ``ctx.checkpoint`` state). A
-        value Python cannot decode (a poison job's args) is given as its JSON text."""
+        value Python cannot decode (a poison job's args) is given as its JSON text.
+        Typed arguments (UUID, datetime, ...: ``pgqueue.codec``) come back as those
+        values, or as stored (tagged objects) with ``decode_types=False``."""
         rows = self._rows("job_get", {"id": _job_id(job_id)}, raw_json=True)
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
-        return rows[0]
+        return _typed(rows[0]) if decode_types else rows[0]
 
     def jobs(
         self,
@@ -79,9 +83,14 @@ class Admin:
         state: str | None = None,
         task: str | None = None,
         limit: int = 50,
+        *,
+        decode_types: bool = True,
     ) -> list[dict[str, Any]]:
-        """Jobs, newest first, filtered by queue, state and task; ``progress`` is what a
-        job's handler last reported (``ctx.progress``), or None."""
+        """Jobs, newest first, filtered by queue, state and task: id, queue, task, args,
+        kwargs, state, priority, attempt, max_attempts, run_at, created_at, finished_at,
+        last_error, progress (what its handler last reported with ``ctx.progress``, or
+        None). Typed arguments are decoded (``pgqueue.codec``), or left as stored with
+        ``decode_types=False``; arguments Python cannot decode come as JSON text."""
         if queue is not None:
             self._known_queue(queue)
         choices = (*STATES, "scheduled")
@@ -94,10 +103,12 @@ class Admin:
             check_task_name(task)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
             raise InvalidJobError("limit must be a whole number from 1 to 100000")
-        return self._rows(
+        rows = self._rows(
             "job_list",
             {"queue": queue, "state": state, "scheduled": scheduled, "task": task, "limit": limit},
+            raw_json=True,
         )
+        return [_typed(row) for row in rows] if decode_types else rows
 
     def workers(self) -> list[dict[str, Any]]:
         """Live workers: host, pid, queues, concurrency, last heartbeat, jobs running."""
@@ -245,6 +256,18 @@ def _job_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJobError(f"a job id is a positive whole number, got {value!r}")
     return value
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the typed values in its args and kwargs decoded (``codec.revive``);
+    a value that cannot be decoded (a tag this process does not register) stays as
+    stored."""
+    for key in ("args", "kwargs"):
+        value = row.get(key)
+        if isinstance(value, (list, dict)):
+            with contextlib.suppress(BadTag, RecursionError):
+                row[key] = revive(value)
+    return row
 
 
 class _JsonbOrText(JsonbLoader):

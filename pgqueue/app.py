@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -25,6 +25,10 @@ from .pools import AsyncPool, Pool
 from .results import DoneListener, Job, check_job_id
 from .sql import query
 from .tasks import RetryPolicy, Task
+
+if TYPE_CHECKING:
+    from .drain import Drained
+    from .eager import Eager
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=Callable[..., Any])
@@ -75,6 +79,7 @@ class App(Enqueueing):
         self._job_type: type[Job] | None = None  # this app's Job subclass (results.py)
         self._schema_ok = False
         self.hooks = Hooks()  # lifecycle hooks (pgqueue/hooks.py): around_enqueue, ...
+        self._eager: Eager | None = None  # pgqueue.testing.eager(app)
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -279,6 +284,39 @@ class App(Enqueueing):
             pool.close()
         if listener is not None:
             listener.close()
+
+    def drain(
+        self,
+        queues: Iterable[str] | str | None = None,
+        *,
+        with_scheduled: bool = False,
+        concurrency: int = 1,
+        timeout: float = 60.0,
+    ) -> Drained:
+        """Run the due jobs of ``queues`` (default: all) here, through a real worker in
+        burst mode, and return how each run ended; for tests. See ``pgqueue.drain``
+        (``with_scheduled``: jobs scheduled for later run too; ``DrainTimeout`` after
+        ``timeout`` seconds)."""
+        from .drain import drain
+
+        return drain(
+            self, queues, with_scheduled=with_scheduled, concurrency=concurrency, timeout=timeout
+        )
+
+    async def drain_async(
+        self,
+        queues: Iterable[str] | str | None = None,
+        *,
+        with_scheduled: bool = False,
+        concurrency: int = 1,
+        timeout: float = 60.0,
+    ) -> Drained:
+        """``drain`` for asyncio code (the worker runs on the caller's loop)."""
+        from .drain import drain_async
+
+        return await drain_async(
+            self, queues, with_scheduled=with_scheduled, concurrency=concurrency, timeout=timeout
+        )
 
     def job(self, job_id: int) -> Job:
         """The ``Job`` handle for an id (``InvalidJobError`` if it is not one); nothing is

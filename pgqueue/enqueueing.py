@@ -24,6 +24,7 @@ from .tasks import Task
 
 if TYPE_CHECKING:
     from .app import App
+    from .eager import Eager
 
 #: The keyword options of enqueue/enqueue_async/Task.options (besides connection).
 OPTIONS = frozenset(
@@ -50,6 +51,7 @@ class Enqueueing:
     strict_tasks: bool
     limits: Limits
     hooks: Hooks
+    _eager: Eager | None  # pgqueue.testing.eager(app): run at once, no database
 
     if TYPE_CHECKING:
 
@@ -151,6 +153,8 @@ class Enqueueing:
                 after=after,
             )
         )
+        if self._eager is not None:
+            return self._eager.run(params)
         with _hooked(self.hooks, [params]), self._connection(connection) as conn:
             job_id = producer.insert_one(conn, self.schema, params, own=connection is None)
             _written(self.hooks, [job_id])
@@ -167,6 +171,8 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
+        if self._eager is not None:
+            return [self._eager.run(p) for p in params]
         with _hooked(self.hooks, params), self._connection(connection) as conn:
             ids = producer.insert_many(conn, self.schema, params, own=connection is None)
             _written(self.hooks, ids)
@@ -202,6 +208,8 @@ class Enqueueing:
         encoded = encode_items(first["task"], items, self.limits)
         if not encoded:
             return []
+        if self._eager is not None:
+            return [self._eager.run({**first, "args": a, "kwargs": k}) for a, k in encoded]
         with _hooked(self.hooks, [first], len(encoded)), self._connection(connection) as conn:
             ids = producer.insert_uniform(conn, self.schema, first, encoded)
             _written(self.hooks, ids)
@@ -244,6 +252,8 @@ class Enqueueing:
                 after=after,
             )
         )
+        if self._eager is not None:
+            return await self._eager.run_async(params)
         with _hooked(self.hooks, [params]):
             async with self._aconnection(connection) as conn:
                 job_id = await producer.insert_one_async(
@@ -260,6 +270,8 @@ class Enqueueing:
         if not params:
             return []
         _no_unique_options(params)
+        if self._eager is not None:
+            return [await self._eager.run_async(p) for p in params]
         with _hooked(self.hooks, params):
             async with self._aconnection(connection) as conn:
                 ids = await producer.insert_many_async(

@@ -10,6 +10,7 @@ PgQueueError
  +-- JobFailed                 job.result(): the job ended failed (its last error attached)
  |    +-- JobCancelled         ... or cancelled (on request, or a job it depended on failed)
  +-- ResultTimeout (TimeoutError)  job.result(timeout=...): not finished in time
+ +-- DrainTimeout (TimeoutError)   app.drain(timeout=...): jobs still ran when it stopped
  +-- UnknownQueueError (LookupError)  no job or pause record names that queue
  +-- LeaseLost                 a fenced write changed nothing: another worker owns the job now
  +-- JobTimeout                a handler ran past its task's timeout
@@ -179,3 +180,8 @@ class ResultTimeout(PgQueueError, TimeoutError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.job_id, self.state, str(self)))
+
+
+class DrainTimeout(PgQueueError, TimeoutError):
+    """``app.drain(timeout=...)`` stopped with jobs still running; they were handed back
+    to the queue (as a worker's shutdown does)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import codec
 from .errors import InvalidJobError
 from .limits import (
     DEFAULT_LIMITS,
@@ -68,7 +69,11 @@ def _has_nul(text: str) -> bool:
     return "\\u0000" in text and _NUL_RE.search(text) is not None
 
 
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+# ``default``: UUID, datetime, Decimal, ... as tagged objects (``codec``); called only for
+# values JSON has no type for, so plain arguments pay nothing.
+_ENCODER = json.JSONEncoder(
+    allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=codec.default
+)
 
 
 def _dumps(value: Any) -> str:
@@ -153,6 +158,8 @@ def encode_arguments(
         raise  # not reached: _diagnose raises
     if _has_nul(args_json) or _has_nul(kwargs_json):
         _diagnose(task, args, kwargs)
+    if codec.MARK in args_json or codec.MARK in kwargs_json:
+        _check_tags(where, args_json, kwargs_json)
     check_payload(where, args_json, kwargs_json, limits)  # before walking: depth is bounded
     if (kwargs and _non_string_key(kwargs) is not None) or (
         args and _non_string_key(args) is not None
@@ -161,14 +168,31 @@ def encode_arguments(
     return args_json, kwargs_json
 
 
+def _check_tags(where: str, args_json: str, kwargs_json: str) -> None:
+    """Raise ``InvalidJobError`` unless the tagged values in the encoded arguments decode
+    (a dict of the caller's own that holds the reserved key ``"__pgqueue__"`` is refused
+    here, not by the worker), and args/kwargs are still an array/object."""
+    try:
+        decoded = (codec.loads(args_json), codec.loads(kwargs_json))
+    except codec.BadTag as exc:
+        raise InvalidJobError(f"{where}: {exc}") from None
+    except RecursionError:
+        return  # check_payload names the depth
+    if type(decoded[0]) is not list or type(decoded[1]) is not dict:
+        raise InvalidJobError(
+            f"{where}: the kwargs are a tagged value (the key {codec.TAG!r} is reserved)"
+        )
+
+
 def _diagnose(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     """Raise ``InvalidJobError`` naming the first bad argument (always raises)."""
     for i, value in enumerate(args):
         reason = _why_not_json(value)
         if reason:
             raise InvalidJobError(
-                f"argument {i} of task {task!r} is not JSON ({reason}); pass plain "
-                "str/int/float/bool/None/list/dict values, e.g. a datetime as .isoformat()"
+                f"argument {i} of task {task!r} is not JSON ({reason}); pass JSON "
+                "values, the typed ones pgqueue knows (UUID, datetime, Decimal, ...) or a type "
+                "registered with pgqueue.register_type"
             )
     for key, value in kwargs.items():
         if not isinstance(key, str):
@@ -183,8 +207,9 @@ def _diagnose(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None
         reason = _why_not_json(value)
         if reason:
             raise InvalidJobError(
-                f"argument {key!r} of task {task!r} is not JSON ({reason}); pass plain "
-                "str/int/float/bool/None/list/dict values, e.g. a datetime as .isoformat()"
+                f"argument {key!r} of task {task!r} is not JSON ({reason}); pass JSON "
+                "values, the typed ones pgqueue knows (UUID, datetime, Decimal, ...) or a type "
+                "registered with pgqueue.register_type"
             )
     raise InvalidJobError(f"the arguments of task {task!r} are not JSON")
 
@@ -346,7 +371,7 @@ def _encode_flat_dicts(
     except ValueError:  # NaN or infinity
         return None
     # Between two items the encoder writes "},{"; only there when the count says so.
-    if _has_nul(text) or text.count("},{") != len(items) - 1:
+    if _has_nul(text) or text.count("},{") != len(items) - 1 or codec.MARK in text:
         return None
     if not text.isascii():
         try:
@@ -408,7 +433,7 @@ class _Diagnose(Exception):
 def _checked_dumps(value: Any) -> str:
     try:
         text = _ENCODER.encode(value)
-        if _has_nul(text) or _non_string_key(value) is not None:
+        if _has_nul(text) or _non_string_key(value) is not None or codec.MARK in text:
             raise _Diagnose
     except (TypeError, ValueError, RecursionError):
         raise _Diagnose from None

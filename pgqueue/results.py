@@ -88,6 +88,8 @@ class Job(int):
     def state(self) -> str:
         """The job's state now: waiting, queued, running, succeeded, failed or cancelled.
         Raises ``JobNotFound`` if there is no such job (or it was pruned)."""
+        if self._app._eager is not None:  # pgqueue.testing.eager(app)
+            return self._app._eager.get(int(self)).state
         return _read(self._app, int(self)).state
 
     def result(self, timeout: float | None = None, *, recheck: float = RECHECK_INTERVAL) -> Any:
@@ -101,6 +103,8 @@ class Job(int):
         calling thread: in async code (an ``async def`` handler too) use ``await
         job.wait()``.
         """
+        if self._app._eager is not None:
+            return self._app._eager.result(int(self))
         return wait_sync(self._app, int(self), timeout, recheck)
 
     def get(self, timeout: float | None = None) -> Any:
@@ -109,6 +113,8 @@ class Job(int):
 
     async def wait(self, timeout: float | None = None, *, recheck: float = RECHECK_INTERVAL) -> Any:
         """``result()`` for asyncio code: the same return value and exceptions."""
+        if self._app._eager is not None:
+            return self._app._eager.result(int(self))
         return await wait_async(self._app, int(self), timeout, recheck)
 
 

@@ -59,7 +59,10 @@ def list_jobs(
       pgqueue jobs list --queue emails --state failed --limit 10
       pgqueue jobs list --task reports.build --json | jq '.[].id'
     """
-    rows = settings.app().admin.jobs(queue=queue, state=state, task=task, limit=limit)
+    # arguments as stored: typed values stay tagged JSON (exact, as psql shows them)
+    rows = settings.app().admin.jobs(
+        queue=queue, state=state, task=task, limit=limit, decode_types=False
+    )
     if as_json:
         emit_json(rows)
     elif not rows:
@@ -131,7 +134,7 @@ def show(settings: Settings, job_id: int, as_json: bool) -> None:
       pgqueue jobs show 42
       pgqueue jobs show 42 --json | jq '.errors[-1].traceback' -r
     """
-    job = settings.app().admin.job(job_id)
+    job = settings.app().admin.job(job_id, decode_types=False)
     if as_json:
         emit_json(job)
     else:

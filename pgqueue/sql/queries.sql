@@ -1005,7 +1005,7 @@ SELECT * FROM {schema}.running_jobs ORDER BY started_at, id;
 -- name: job_list
 -- Newest first; each filter is optional (NULL matches everything). run_at clamped as
 -- in job_get.
-SELECT id, queue, task, state, priority, attempt, max_attempts,
+SELECT id, queue, task, args, kwargs, state, priority, attempt, max_attempts,
        LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at, created_at,
        finished_at, errors -> -1 ->> 'message' AS last_error, progress
 FROM {schema}.all_jobs
@@ -1015,6 +1015,34 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: job_make_due
+-- app.drain(with_scheduled=True): queued jobs of these queues that are scheduled for
+-- later (retries in their backoff too) become due now, once, when the drain starts; a
+-- backoff set during the drain is left alone. A test helper: no running job is touched.
+UPDATE {schema}.jobs SET run_at = now()
+WHERE state = 'queued' AND run_at > now() AND queue = ANY(%(queues)s::text[]);
+
+-- name: job_queues_pending
+-- app.drain() without queues: every queue that has a job not started yet.
+SELECT DISTINCT queue FROM {schema}.jobs WHERE state IN ('queued', 'waiting');
+
+-- name: job_list_pending
+-- pgqueue.testing.enqueued_jobs(): jobs not started yet (waiting, queued, scheduled),
+-- oldest first; each filter is optional (NULL matches everything).
+SELECT id, queue, task, args, kwargs, state, priority,
+       LEAST(GREATEST(run_at, '0001-02-01+00'), '9999-01-01+00') AS run_at,
+       run_at > now() AS scheduled, max_attempts, dedupe_key, group_key, depends_on
+FROM {schema}.jobs
+WHERE state IN ('queued', 'waiting')
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY id;
+
+-- name: job_list_by_ids
+-- app.drain()'s report: where the jobs it ran stand now.
+SELECT id, state, attempt, result, errors -> -1 AS last_error
+FROM {schema}.all_jobs WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: job_retry
 SELECT {schema}.retry_job(%(id)s) AS retried;

@@ -76,12 +76,15 @@ class Completer:
         self._event = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.observe: Callable[[Outcome], None] | None = None
         self.succeeded = 0
         self.failed = 0
         self.retried = 0
         self.lost = 0
 
     def put(self, outcome: Outcome) -> None:
+        if self.observe is not None:  # app.drain() collects what ran (pgqueue/drain.py)
+            self.observe(outcome)
         self._pending.append(outcome)
         self._idle.clear()
         self._event.set()

@@ -63,6 +63,9 @@ class WorkerConfig:
     """Run what is due, then stop: once nothing is running or buffered and no job of
     the worker's queues is due (scheduled ones and retries with a backoff are left for
     later), the worker stops as after a SIGTERM (``pgqueue work --burst``)."""
+    periodic: bool = True
+    """Enqueue the app's periodic tasks' jobs as they fall due (off for ``app.drain()``,
+    which runs only what is already there)."""
 
     def __post_init__(self) -> None:
         if not self.queues:

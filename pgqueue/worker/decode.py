@@ -5,7 +5,8 @@ Any SQL client can enqueue (``pgqueue.enqueue()``, a raw INSERT), so args and kw
 hold what Python cannot decode: JSON nested so deeply that the decoder hits the
 recursion limit, a number with more digits than ``int()`` accepts, or (a row put in by
 hand past the table's checks) args that are not an array or kwargs that are not an
-object. Such a job fails alone at its first attempt, whatever its ``max_attempts``
+object; or a typed value (``pgqueue.codec``) whose type the worker's code does not
+register. Such a job fails alone at its first attempt, whatever its ``max_attempts``
 (running it again would fail the same way); the jobs claimed with it run normally.
 
 The batch is decoded in one list comprehension first, as before (``Claimed.from_row``
@@ -19,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from ..codec import BadTag
 from .completer import Completer
 from .heartbeat import Held
 from .runner import Claimed, Outcome, _args, _kwargs, _storable, _WrongType
@@ -108,6 +110,8 @@ def _which(row: tuple[Any, ...], exc: Exception) -> tuple[str, Exception]:
 
 
 def _why(exc: Exception) -> str:
+    if isinstance(exc, BadTag):
+        return "hold a typed value this worker cannot decode"
     if isinstance(exc, RecursionError):
         return "are nested too deeply for Python's JSON decoder"
     if isinstance(exc, MemoryError):

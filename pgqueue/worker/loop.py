@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,7 +45,7 @@ from .decode import decode_rows, fail_undecodable
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
 from .joblog import JobLog
-from .runner import Claimed
+from .runner import Claimed, Outcome
 from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
 from .services import build_maintenance, open_pools, start_services
 from .transaction import TransactionSource
@@ -98,6 +99,8 @@ class Worker:
         self.reaper: Reaper | None = None
         self.pruner: Pruner | None = None
         self.metrics: Any = None  # the /metrics server when config.metrics_port is set
+        #: Called with each job's outcome as it is handed to the completer (app.drain()).
+        self.on_outcome: Callable[[Outcome], None] | None = None
 
     # -- control -------------------------------------------------------------------------
     def request_stop(self, immediate: bool = False) -> None:
@@ -203,6 +206,7 @@ class Worker:
         )
         # ctx.transaction(): handlers' own transactions, on connections opened on first use
         transactions = TransactionSource(dsn, schema, self.id, cfg.concurrency, pools.pooler)
+        self.completer.observe = self.on_outcome
         self.dispatcher = Dispatcher(
             self.app.tasks,
             self.id,

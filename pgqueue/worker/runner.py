@@ -23,6 +23,8 @@ from typing import Any
 
 import psycopg
 
+from .. import codec
+from ..codec import MARK
 from ..errors import Cancel, JobTimeout, PgQueueError, Retry, Snooze
 from ..hooks import Hooks
 from ..tasks import RetryPolicy, Task
@@ -45,13 +47,14 @@ def _json(text: str) -> Any:
 
 def _args(text: str) -> list[Any]:
     """A claimed row's args (jsonb::text) as a list. The scan is inlined (no extra call)
-    and the type check rides on its result: a normal row pays one compare. Anything
-    else goes through ``_checked``, which raises a proper error."""
+    and the type check rides on its result: a normal row pays one compare and one
+    substring test (typed values, ``codec.MARK``). Anything else goes through
+    ``_checked``, which decodes typed values or raises a proper error."""
     try:
         value, end = _scan(text, 0)
     except StopIteration:
         end = -1
-    if end == len(text) and type(value) is list:
+    if end == len(text) and type(value) is list and MARK not in text:
         return value  # type: ignore[no-any-return]
     return _checked(text, "args", list)  # type: ignore[no-any-return]
 
@@ -62,15 +65,16 @@ def _kwargs(text: str) -> dict[str, Any]:
         value, end = _scan(text, 0)
     except StopIteration:
         end = -1
-    if end == len(text) and type(value) is dict:
+    if end == len(text) and type(value) is dict and MARK not in text:
         return value  # type: ignore[no-any-return]
     return _checked(text, "kwargs", dict)  # type: ignore[no-any-return]
 
 
 def _checked(text: str, field: str, want: type) -> Any:
-    """``text`` parsed by ``json.loads`` (its error if it is not JSON Python can read), or
+    """``text`` parsed by ``json.loads`` with typed values decoded (``codec``; its error if
+    it is not JSON Python can read, ``BadTag`` for a tag this worker does not know), or
     ``_WrongType`` if it is not a ``want``."""
-    value = json.loads(text)
+    value = codec.loads(text) if MARK in text else json.loads(text)
     if type(value) is not want:
         raise _WrongType(field, value, want)
     return value

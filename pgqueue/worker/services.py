@@ -157,7 +157,7 @@ def start_services(worker: Worker, pool: AsyncConnectionPool, dsn: str) -> list[
     ]
     # Periodic tasks: every worker schedules all of the app's (one job per tick anyway).
     worker.scheduler = Scheduler(pool, schema, worker.app.schedules.values())
-    if worker.app.schedules:
+    if worker.app.schedules and cfg.periodic:
         background.append(asyncio.create_task(worker.scheduler.run(), name="pgqueue-scheduler"))
     if cfg.listen:
         listen_dsn = worker.app.listen_dsn

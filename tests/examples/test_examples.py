@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -23,7 +24,8 @@ def _drop_example_tables(pg_dsn: str) -> Iterator[None]:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(
             "DROP TABLE IF EXISTS example_orders, example_signups, example_eval_steps, "
-            "example_eval_results, example_outbox_orders, example_flask_signups"
+            "example_eval_results, example_outbox_orders, example_flask_signups, "
+            "example_evaluations"
         )
         conn.execute("DROP FUNCTION IF EXISTS example_signups_enqueue()")
 
@@ -45,15 +47,18 @@ def run_example(name: str, dsn: str, schema: str) -> str:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     names = sorted(p.name for p in EXAMPLES.iterdir() if (p / "run.py").exists())
-    assert names == [
+    assert names == [  # add a test below for each new one
         "django_app",
         "error_reporting",
+        "fan_out_fan_in",
         "fastapi_outbox",
         "flask_app",
+        "from_celery",
         "long_evaluation",
+        "periodic",
         "plain_psycopg",
         "sql_trigger",
-    ]  # add a test below for each new one
+    ]
     assert all((EXAMPLES / n / "README.md").exists() for n in names)
 
 
@@ -130,3 +135,42 @@ def test_flask_app(pg_dsn: str, unmigrated_schema: str) -> None:
     assert "result: welcomed ada@example.com (signup" in out
     assert out.count("GET /jobs/<id>:") == 2
     assert out.index("GET /jobs/<id>: queued") < out.index("GET /jobs/<id>: succeeded")
+
+
+def test_periodic(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("periodic", pg_dsn, unmigrated_schema)
+    assert "schedules: tasks.daily_report, tasks.heartbeat_report" in out
+    assert "(one job per tick with two workers)" in out
+    ticks = [line for line in out.splitlines() if line.startswith("ticks: ")]
+    assert len(ticks) == 1
+    n_ticks, n_jobs = (int(part.split(": ")[1]) for part in ticks[0].split(" (")[0].split(", "))
+    assert n_ticks == n_jobs >= 4
+
+
+def test_fan_out_fan_in(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("fan_out_fan_in", pg_dsn, unmigrated_schema)
+    assert "fan-out: 5 scoring jobs; summary job 6 is waiting" in out
+    assert "fan-in: {'words': 21, 'documents': 5}" in out
+    assert "second summary: cancelled (dependency)" in out
+    assert "second batch parts: succeeded, succeeded, failed" in out
+
+
+def test_from_celery(pg_dsn: str, unmigrated_schema: str) -> None:
+    out = run_example("from_celery", pg_dsn, unmigrated_schema)
+    assert "delay -> {'eval': '00000000-0000-0000-0000-000000a10999', 'score': '0.753'" in out
+    assert "in the transaction -> {'eval': '00000000-0000-0000-0000-000000b20100'" in out
+    assert "attempts: 2, first error: retry" in out
+    assert "arguments back as types: ['UUID', 'Decimal']" in out
+    # the Celery code is shown, not run: it must still be valid Python
+    ast.parse((EXAMPLES / "from_celery" / "before_celery.py").read_text())
+
+
+def test_from_celery_own_tests_use_the_pytest_plugin(pg_dsn: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGQUEUE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tasks.py",
+         "--pgqueue-app", "tasks:app", f"--pgqueue-dsn={pg_dsn}"],
+        cwd=EXAMPLES / "from_celery", env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
