@@ -31,6 +31,10 @@ VALUES: list[Any] = [
 ]
 
 
+# A claimed row after its first ten columns: checkpoint, headers, queue wait.
+REST = (None, None, 0.0)
+
+
 def as_stored(text: str) -> str:
     """What jsonb::text gives back: keys reordered, spaces after ':' and ','."""
     return json.dumps(json.loads(text))
@@ -38,7 +42,7 @@ def as_stored(text: str) -> str:
 
 def claimed(args: str, kwargs: str) -> Claimed:
     jobs, poison = decode_rows([(1, "default", "t", as_stored(args), as_stored(kwargs),
-                                 1, 20, 0, 0, 0)])  # fmt: skip
+                                 1, 20, 0, 0, 0, *REST)])  # fmt: skip
     assert not poison, poison[0].error
     return jobs[0]
 
@@ -117,9 +121,11 @@ def test_what_is_still_refused() -> None:
 
 
 def test_a_tag_the_worker_does_not_know_fails_that_job_alone() -> None:
-    good = (1, "default", "t", "[1]", "{}", 1, 20, 0, 0, 0)
-    bad = (2, "default", "t", '[{"v": 1, "__pgqueue__": "unregistered"}]', "{}", 1, 20, 0, 0, 0)
-    wrong = (3, "default", "t", '[{"v": "x", "__pgqueue__": "uuid"}]', "{}", 1, 20, 0, 0, 0)
+    good = (1, "default", "t", "[1]", "{}", 1, 20, 0, 0, 0, *REST)
+    bad = (2, "default", "t", '[{"v": 1, "__pgqueue__": "unregistered"}]', "{}", 1, 20, 0, 0, 0,
+           *REST)  # fmt: skip
+    wrong = (3, "default", "t", '[{"v": "x", "__pgqueue__": "uuid"}]', "{}", 1, 20, 0, 0, 0,
+             *REST)  # fmt: skip
     jobs, poison = decode_rows([good, bad, wrong])
     assert [j.id for j in jobs] == [1]
     assert [(o.job.id, o.final, (o.error or {})["kind"]) for o in poison] == [
