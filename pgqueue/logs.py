@@ -62,6 +62,14 @@ def direct_writer(logger: logging.Logger) -> _BatchingHandler | None:
 class _BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     instances: list[_BatchingHandler] = []
 
+    def text_formatter(self) -> TextFormatter | None:
+        """The ``TextFormatter`` when lines are plain text ending in a newline (the default),
+        for ``JobLog``'s fast path; None otherwise."""
+        formatter = self.formatter
+        if type(formatter) is TextFormatter and self.terminator == "\n":
+            return formatter
+        return None
+
     def wants_fields(self) -> bool:
         """Whether ``line`` needs a record's extra fields (JSON does, text does not)."""
         return isinstance(self.formatter, JsonFormatter)
@@ -118,6 +126,10 @@ class TextFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return f"{self._second(record.created)},{int(record.msecs):03d}"
+
+    def second_text(self, at: float) -> str:
+        """The time of ``at`` to the second, as ``formatTime`` starts it (cached)."""
+        return self._second(at)
 
     def info_line(self, at: float, name: str, message: str, extra: dict[str, Any]) -> str:
         """What ``format`` gives for an INFO record of ``name`` made at ``at``."""

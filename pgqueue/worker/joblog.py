@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .. import logs
@@ -78,6 +79,10 @@ class JobLog:
             return
         with self._write:
             direct = logs.direct_writer(self.logger)
+            text = direct.text_formatter() if direct is not None else None
+            if direct is not None and text is not None:  # the default: plain text lines
+                direct.write_lines(_text_lines(text.second_text, self.logger.name, pending))
+                return
             if direct is not None:  # only pgqueue's handler: lines without LogRecords
                 name, line, fields = self.logger.name, direct.line, self._fields
                 extra = direct.wants_fields()
@@ -142,3 +147,27 @@ class JobLog:
         record.msecs = (at - int(at)) * 1000
         record.relativeCreated = (at - logging._startTime) * 1000  # type: ignore[attr-defined]
         return record
+
+
+def _text_lines(
+    second: Callable[[float], str], name: str, pending: deque[tuple[float, int, Claimed, float]]
+) -> list[str]:
+    """The pending events as ``TextFormatter`` lines (what ``format`` makes of their records:
+    tests/unit/test_joblog.py compares), each made by one %-format (measured faster than
+    an f-string with the same fields here), no call per line but the time's (cached per
+    second): the per-job lines are what the worker writes most, and at the default level
+    their cost is part of every drain."""
+    started = f"%s,%03d INFO    {name}: job %d %s attempt %d started\n"
+    succeeded = f"%s,%03d INFO    {name}: job %d %s attempt %d succeeded in %.1fms\n"
+    lines: list[str] = []
+    append, popleft = lines.append, pending.popleft
+    while pending:
+        at, what, job, duration = popleft()
+        if what == STARTED:
+            append(started % (second(at), (at % 1) * 1000, job.id, job.task, job.attempt))
+        else:
+            append(
+                succeeded
+                % (second(at), (at % 1) * 1000, job.id, job.task, job.attempt, duration * 1000)
+            )
+    return lines
