@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -12,27 +11,12 @@ import pytest
 
 from pgqueue import App
 from tests.helpers import wait_until
-from tests.worker.procs import Workers, create_effects, holder_pid, job, wait_state
+from tests.worker.procs import Workers, holder_pid, job, wait_state
 
 pytestmark = pytest.mark.crash
 
 Conn = psycopg.Connection[Any]
 ARGS = ("--lease", "2", "--poll-interval", "0.5")
-
-
-@pytest.fixture
-def qapp(pg_dsn: str, schema: str) -> Iterator[App]:
-    application = App(pg_dsn, schema=schema, strict_tasks=False)
-    yield application
-    application.close()
-
-
-@pytest.fixture
-def workers(pg_dsn: str, schema: str, conn: Conn) -> Iterator[Workers]:
-    create_effects(conn, schema)
-    w = Workers(pg_dsn, schema)
-    yield w
-    w.close()
 
 
 def test_a_job_of_10_steps_killed_after_step_7_resumes_at_step_8(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ import pytest
 
 from pgqueue import App
 from tests.helpers import wait_until
-from tests.worker.procs import WorkerProc, Workers, create_effects, effects, holder_pid, job
+from tests.worker.procs import WorkerProc, Workers, effects, holder_pid, job
 
 pytestmark = pytest.mark.crash
 
@@ -22,21 +21,6 @@ Conn = psycopg.Connection[Any]
 LEASE = 2.0
 REAPER_INTERVAL = 1.0  # WorkerConfig.maintenance_interval's default; `work` has no flag for it
 FAST = ("--lease", str(LEASE), "--poll-interval", "0.5")
-
-
-@pytest.fixture
-def qapp(pg_dsn: str, schema: str) -> Iterator[App]:
-    application = App(pg_dsn, schema=schema, strict_tasks=False)
-    yield application
-    application.close()
-
-
-@pytest.fixture
-def workers(pg_dsn: str, schema: str, conn: Conn) -> Iterator[Workers]:
-    create_effects(conn, schema)
-    w = Workers(pg_dsn, schema)
-    yield w
-    w.close()
 
 
 def wait_running(conn: Conn, schema: str, job_id: int, attempt: int = 1) -> dict[str, Any]:
