@@ -285,6 +285,10 @@ FROM {schema}.all_jobs WHERE id = %(id)s;
 -- group_key IS NULL in ORDER BY order and stops at LIMIT (tests/integration/test_explain.py
 -- keeps it so). With several queues up to LIMIT rows per queue are locked and the best
 -- LIMIT kept; the others are unlocked when the statement ends.
+-- skip_tasks: tasks this worker has handed back as unknown to its app (a rolling deploy):
+-- it stops taking them, so that it does not keep winning them from the new workers that
+-- know them (each hand-back is a claim race, and the old worker won them all, for minutes).
+-- Usually empty: a filter on the rows the scan returns, the plan unchanged.
 WITH picked AS (
     SELECT c.id
     FROM (
@@ -299,6 +303,7 @@ WITH picked AS (
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM {schema}.jobs
         WHERE state = 'queued' AND group_key IS NULL AND queue = q.name AND run_at <= now()
+          AND task <> ALL(%(skip_tasks)s::text[])
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -471,7 +476,7 @@ SELECT * FROM claimed;
 SELECT CASE WHEN isfinite(min(run_at)) THEN EXTRACT(EPOCH FROM min(run_at) - now())::float8
             WHEN min(run_at) = '-infinity' THEN 0 END AS seconds
 FROM {schema}.jobs
-WHERE state = 'queued'
+WHERE state = 'queued' AND task <> ALL(%(skip_tasks)s::text[])  -- as job_claim_batch
   AND queue = ANY(ARRAY(
       SELECT u.name FROM unnest(%(queues)s::text[]) AS u(name)
       WHERE NOT EXISTS (SELECT 1 FROM {schema}.queues AS p

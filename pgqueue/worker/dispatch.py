@@ -144,6 +144,7 @@ class Dispatcher:
     ) -> None:
         self.tasks = tasks
         self.transactions = transactions  # ctx.transaction()
+        self.skip_tasks: list[str] = []  # tasks handed back as unknown (the worker's list)
         self.heartbeat = heartbeat  # progress and fenced calls (checkpoint) of handlers
         self.limits = limits
         self.joblog = joblog
@@ -209,8 +210,11 @@ class Dispatcher:
                 handler = self.tasks.get(job.task)
                 if handler is None:
                     # Not a task of this app (an old worker in a rolling deploy): handed
-                    # back for a worker that knows it, without using an attempt.
+                    # back for a worker that knows it, without using an attempt; the
+                    # worker's claims skip the task from now on (job_claim_batch).
                     self.completer.put(Outcome(job, ok=False, release=True))
+                    if job.task not in self.skip_tasks:
+                        self.skip_tasks.append(job.task)
                     self.on_slot()
                     continue
                 ctx = None

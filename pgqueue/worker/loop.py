@@ -94,6 +94,9 @@ class Worker:
         self._fast_busy = False
         self.listener: Listener | None = None
         self.pooler = False  # behind a transaction pooler (set by run; see pooler.py)
+        # Tasks this worker handed back as unknown to its app (a rolling deploy): its
+        # fast-path claims skip them from then on (see job_claim_batch).
+        self.skip_tasks: list[str] = []
         self.local_settings: dict[str, Any] | None = None
         self.completer: Completer | None = None
         self.reaper: Reaper | None = None
@@ -223,6 +226,7 @@ class Worker:
             limits=self.app.limits,
             transactions=transactions,
         )
+        self.dispatcher.skip_tasks = self.skip_tasks  # one list: see job_claim_batch
         build_maintenance(self, pool, pools.pooler)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
@@ -334,6 +338,7 @@ class Worker:
             "limit": limit,
             "worker_id": self.id,
             "lease": self.config.lease,
+            "skip_tasks": self.skip_tasks,
         }
         async with self.claim_pool.connection() as conn:
             if flow:
@@ -375,7 +380,8 @@ class Worker:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    self.app.query("job_seconds_to_next"), {"queues": self.config.queues}
+                    self.app.query("job_seconds_to_next"),
+                    {"queues": self.config.queues, "skip_tasks": self.skip_tasks},
                 )
                 row = await cur.fetchone()
         except psycopg.Error:
@@ -398,7 +404,8 @@ class Worker:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    self.app.query("job_seconds_to_next"), {"queues": self.config.queues}
+                    self.app.query("job_seconds_to_next"),
+                    {"queues": self.config.queues, "skip_tasks": self.skip_tasks},
                 )
                 row = await cur.fetchone()
         except psycopg.Error:

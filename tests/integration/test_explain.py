@@ -29,7 +29,7 @@ def test_claim_and_reaper_use_their_indexes(
     claim = _plan(
         conn,
         app.query("job_claim_batch"),
-        {"queues": ["q1"], "limit": 10, "worker_id": "w", "lease": 30.0},
+        {"queues": ["q1"], "limit": 10, "worker_id": "w", "lease": 30.0, "skip_tasks": []},
     )
     assert "jobs_claim_idx" in claim, claim
     assert "Seq Scan" not in claim, claim
@@ -74,7 +74,7 @@ def test_fenced_batch_writes_look_jobs_up_by_primary_key(
 
 
 GENERIC_CASES = [
-    ("job_claim_batch", "ARRAY['q1'], 10, 'w', 30", "jobs_claim_idx"),
+    ("job_claim_batch", "ARRAY['q1'], ARRAY[]::text[], 10, 'w', 30", "jobs_claim_idx"),
     ("job_claim_flow", "10, ARRAY['q1'], 'w', 30", "jobs_group_claim_idx"),
     ("job_complete_fenced", "'{}', ARRAY[1,2,3]::bigint[], 'w'", "jobs_pkey"),
     ("job_heartbeat_fenced", "ARRAY[1,2,3]::bigint[], 'w', ARRAY[1,1,1], '{}', 30", "jobs_pkey"),
