@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -68,8 +69,14 @@ class TransactionSource:
             self.kwargs["prepare_threshold"] = None  # see pgqueue/pooler.py
         self._sync: Pool | None = None
         self._async: AsyncPool | None = None
+        self._async_open: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()
 
     def sync_pool(self) -> Pool:
+        with self._lock:  # handlers' threads may ask at once: one pool
+            return self._sync_pool()
+
+    def _sync_pool(self) -> Pool:
         if self._sync is None:
             self._sync = Pool(
                 self.dsn,
@@ -83,8 +90,8 @@ class TransactionSource:
         return self._sync
 
     async def async_pool(self) -> AsyncPool:
-        if self._async is None:
-            pool = AsyncPool(
+        if self._async is None:  # made and opened once, however many handlers ask at once
+            self._async = AsyncPool(
                 self.dsn,
                 min_size=0,
                 max_size=self.size,
@@ -93,8 +100,9 @@ class TransactionSource:
                 open=False,
                 timeout=30,
             )
-            await pool.open()
-            self._async = pool
+            self._async_open = asyncio.ensure_future(self._async.open())
+        assert self._async_open is not None
+        await self._async_open
         return self._async
 
     async def close(self) -> None:
