@@ -23,7 +23,8 @@ from typing import Any
 from ..codec import BadTag
 from .completer import Completer
 from .heartbeat import Held
-from .runner import Claimed, Outcome, _args, _kwargs, _storable, _WrongType
+from .rows import _args, _kwargs, _WrongType
+from .runner import Claimed, Outcome, _storable
 
 log = logging.getLogger("pgqueue.worker")
 

@@ -34,7 +34,6 @@ from ..db import first_line
 from ..listener import Listener
 from ..maintenance import Pruner, Reaper, Scheduler, Vacuumer
 from ..maintenance.aging import Ager
-from ..maintenance.dependencies import resolve_dependents
 from ..maintenance.unknown_tasks import UnknownTasks
 from ..pooler import NO_LISTEN_POLL_INTERVAL
 from ..pooler import execute as pooler_execute
@@ -44,11 +43,10 @@ from .config import WorkerConfig
 from .decode import decode_rows, fail_undecodable
 from .dispatch import Dispatcher
 from .heartbeat import Heartbeat, Held
-from .joblog import JobLog
 from .runner import Claimed, Outcome
 from .services import GENERIC_PLANS as GENERIC_PLANS  # (it was defined here)
-from .services import build_maintenance, open_pools, start_services
-from .transaction import TransactionSource
+from .services import build_maintenance, build_parts, open_pools, start_services
+from .shutdown import shut_down
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -161,7 +159,6 @@ class Worker:
         if self._stopping:
             self._stop_event.set()
         dsn = await asyncio.to_thread(self.app._probe)
-        schema = self.app.schema
         cfg = self.config
         if cfg.metrics_port is not None:  # Prometheus /metrics (pgqueue/metrics/worker.py)
             from ..metrics.worker import serve_worker_metrics
@@ -183,50 +180,8 @@ class Worker:
             "concurrency": cfg.concurrency,
             "tasks": sorted(self.app.tasks),  # jobs of other tasks are handed back
         }
-        heartbeat = Heartbeat(
-            dsn,
-            schema,
-            row,
-            cfg.lease,
-            self.held,
-            self._lost_from_thread,
-            on_cancel=self._cancel_from_thread,
-            mode=cfg.heartbeat,
-        )
-        self.heartbeat = heartbeat
-        joblog = JobLog(log)
-        joblog.start()
+        heartbeat, joblog, transactions = build_parts(self, dsn, pools, executor, row)
         hooks = self.app.hooks
-        self.completer = Completer(
-            pool,
-            schema,
-            self.id,
-            self.held,
-            self._wake_up,
-            joblog,
-            hooks,
-            settings=pools.settings,
-        )
-        # ctx.transaction(): handlers' own transactions, on connections opened on first use
-        transactions = TransactionSource(dsn, schema, self.id, cfg.concurrency, pools.pooler)
-        self.completer.observe = self.on_outcome
-        self.dispatcher = Dispatcher(
-            self.app.tasks,
-            self.id,
-            cfg.concurrency,
-            cfg.prefetch,
-            self.held,
-            self.completer,
-            executor,
-            heartbeat.extend,
-            self._slot.set,
-            joblog,
-            hooks,
-            heartbeat=heartbeat,
-            limits=self.app.limits,
-            transactions=transactions,
-        )
-        self.dispatcher.skip_tasks = self.skip_tasks  # one list: see job_claim_batch
         build_maintenance(self, pool, pools.pooler)
         async with pool.connection() as conn:
             await conn.execute(self.app.query("worker_heartbeat"), row)  # registers
@@ -243,10 +198,11 @@ class Worker:
             cfg.listen,
         )
         try:
+            assert self.dispatcher is not None  # (build_parts made it)
             await self._claim_loop(self.dispatcher)
         finally:
             try:
-                await self._shutdown(background, heartbeat, executor)
+                await shut_down(self, background, heartbeat)  # see shutdown.py
             finally:
                 # Even if the shutdown itself is cancelled (a host app's second cancel):
                 # no heartbeat may outlive the worker, or its jobs' leases never expire.
@@ -468,64 +424,3 @@ class Worker:
         else:
             for job_id, attempt in jobs:
                 self.held.discard(job_id, attempt)
-
-    # -- shutdown ------------------------------------------------------------------------
-    async def _shutdown(
-        self,
-        background: list[asyncio.Task[Any]],
-        heartbeat: Heartbeat,
-        executor: ThreadPoolExecutor,
-    ) -> None:
-        assert self.completer is not None and self.dispatcher is not None
-        self._stopping = True
-        self.dispatcher.stop_starting()
-        tasks = self.dispatcher.tasks_running()
-        if tasks and not self._immediate and self.config.shutdown_timeout > 0:
-            deadline = time.monotonic() + self.config.shutdown_timeout
-            pending = set(tasks)
-            while pending and not self._immediate:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
-        for task in self.dispatcher.tasks_running():
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
-        if not await self.completer.drain(timeout=10):
-            log.warning("could not write every result before exit; those jobs will be re-run")
-        for t in background:
-            t.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        unfinished = self.held.snapshot()
-        try:
-            async with self.pool.connection() as conn:
-                if unfinished:
-                    cur = await conn.execute(
-                        self.app.query("job_release_fenced"),
-                        {
-                            "ids": list(unfinished),
-                            "attempts": list(unfinished.values()),
-                            "worker_id": self.id,
-                        },
-                    )
-                    rows = await cur.fetchall()
-                    released = [r[0] for r in rows]
-                    ended = [r[0] for r in rows if r[2] == "cancelled"]  # (cancel requested)
-                    if ended:
-                        await resolve_dependents(conn, self.app.schema, ended)
-                    shown = ", ".join(map(str, released[:20]))
-                    more = f" and {len(released) - 20} more" if len(released) > 20 else ""
-                    log.warning(
-                        "handed %d unfinished job(s) back to the queue: %s%s",
-                        len(released),
-                        shown,
-                        more,
-                    )
-                await conn.execute(self.app.query("worker_delete"), {"id": self.id})
-        except psycopg.Error as exc:
-            log.warning("could not release jobs at shutdown (the reaper will): %s", first_line(exc))
-        heartbeat.stop()
-        if self.completer is not None:
-            self.completer.joblog.flush()  # the last per-job lines before this one
-        log.info("worker %s stopped", self.id)

@@ -11,6 +11,8 @@ periodic tasks) and the ``Listener`` (with ``listen``). Each is kept on the work
 from __future__ import annotations
 
 import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -25,7 +27,12 @@ from ..maintenance.unknown_tasks import UnknownTasks
 from ..pooler import behind_pooler, with_options, worker_settings
 from ..pools import AsyncPool
 from ..sql import cancel_channel_for, channel_for
+from .completer import Completer
 from .config import WorkerConfig
+from .dispatch import Dispatcher
+from .heartbeat import Heartbeat
+from .joblog import JobLog
+from .transaction import TransactionSource
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -106,6 +113,67 @@ async def open_pools(dsn: str, cfg: WorkerConfig, worker_id: str) -> Pools:
         raise ConfigurationError(await asyncio.to_thread(_why_no_pool, dsn)) from None
     settings = worker_settings(cfg.fast_claims) if pooler else None
     return Pools(pool, claim_pool, pooler, settings)
+
+
+def build_parts(
+    worker: Worker,
+    dsn: str,
+    pools: Pools,
+    executor: ThreadPoolExecutor,
+    row: dict[str, Any],
+) -> tuple[Heartbeat, JobLog, TransactionSource]:
+    """Create the worker's heartbeat (not started), per-job log (started), completer and
+    dispatcher (``worker.completer``, ``worker.dispatcher``), and the pools of handlers'
+    transactions (opened on first use). Returns what the worker closes at the end."""
+    schema = worker.app.schema
+    cfg = worker.config
+    pool = pools.shared
+    assert worker._slot is not None  # (run() made it)
+    heartbeat = Heartbeat(
+        dsn,
+        schema,
+        row,
+        cfg.lease,
+        worker.held,
+        worker._lost_from_thread,
+        on_cancel=worker._cancel_from_thread,
+        mode=cfg.heartbeat,
+    )
+    worker.heartbeat = heartbeat
+    joblog = JobLog(logging.getLogger("pgqueue.worker"))  # the worker's own per-job lines
+    joblog.start()
+    hooks = worker.app.hooks
+    worker.completer = Completer(
+        pool,
+        schema,
+        worker.id,
+        worker.held,
+        worker._wake_up,
+        joblog,
+        hooks,
+        settings=pools.settings,
+    )
+    # ctx.transaction(): handlers' own transactions, on connections opened on first use
+    transactions = TransactionSource(dsn, schema, worker.id, cfg.concurrency, pools.pooler)
+    worker.completer.observe = worker.on_outcome
+    worker.dispatcher = Dispatcher(
+        worker.app.tasks,
+        worker.id,
+        cfg.concurrency,
+        cfg.prefetch,
+        worker.held,
+        worker.completer,
+        executor,
+        heartbeat.extend,
+        worker._slot.set,
+        joblog,
+        hooks,
+        heartbeat=heartbeat,
+        limits=worker.app.limits,
+        transactions=transactions,
+    )
+    worker.dispatcher.skip_tasks = worker.skip_tasks  # one list: see job_claim_batch
+    return heartbeat, joblog, transactions
 
 
 def _why_no_pool(dsn: str) -> str:
