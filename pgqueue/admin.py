@@ -243,6 +243,21 @@ def _limit(name: str, value: object) -> float | None:
     return value if whole else float(value)  # type: ignore[return-value,arg-type]
 
 
+def describe_limits(limits: dict[str, Any], none: str = "no limits") -> str:
+    """A queue's limits in words: 'max running 4, per group 2, rate 10/1s, priority
+    aging 60s', or ``none`` (the CLI's ``queues set`` and the dashboard say it alike)."""
+    parts = []
+    if limits.get("max_running") is not None:
+        parts.append(f"max running {limits['max_running']}")
+    if limits.get("max_running_per_group") is not None:
+        parts.append(f"per group {limits['max_running_per_group']}")
+    if limits.get("rate_limit") is not None:
+        parts.append(f"rate {limits['rate_limit']}/{float(limits['rate_period']):g}s")
+    if limits.get("priority_aging") is not None:
+        parts.append(f"priority aging {float(limits['priority_aging']):g}s")
+    return ", ".join(parts) or none
+
+
 def _job_ids(values: Iterable[int] | int) -> list[int]:
     """One job id or many, checked (``InvalidJobError`` names a bad one)."""
     if isinstance(values, int) and not isinstance(values, bool):

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..admin import describe_limits
 from .common import Settings, emit_json
 from .durations import Duration, Rate
 from .status import _plain, render
@@ -95,20 +96,6 @@ def _count(text: str | None, option: str) -> int | str | None:
     if not text.strip().isdigit() or int(text) < 1:
         raise click.ClickException(f"bad {option} {text!r}: use a whole number >= 1, or none")
     return int(text)
-
-
-def describe_limits(limits: dict[str, Any]) -> str:
-    """'max running 4, per group 2, rate 10/1s, priority aging 60s' (or 'no limits')."""
-    parts = []
-    if limits.get("max_running") is not None:
-        parts.append(f"max running {limits['max_running']}")
-    if limits.get("max_running_per_group") is not None:
-        parts.append(f"per group {limits['max_running_per_group']}")
-    if limits.get("rate_limit") is not None:
-        parts.append(f"rate {limits['rate_limit']}/{limits['rate_period']:g}s")
-    if limits.get("priority_aging") is not None:
-        parts.append(f"priority aging {limits['priority_aging']:g}s")
-    return ", ".join(parts) or "no limits"
 
 
 @queues.command("set")

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..admin import LIMITS
+from ..admin import LIMITS, describe_limits
 from ..errors import UnknownQueueError
 from ..jobspec import check_queue
 from ..periodic import status as periodic_status
@@ -24,24 +24,10 @@ def _data(request: Request) -> Data:
     return data
 
 
-def limits_text(q: dict[str, Any]) -> str:
-    """'max running 4, per group 2, rate 10/1s, aging 60s' or '-'."""
-    parts = []
-    if q.get("max_running") is not None:
-        parts.append(f"max running {q['max_running']}")
-    if q.get("max_running_per_group") is not None:
-        parts.append(f"per group {q['max_running_per_group']}")
-    if q.get("rate_limit") is not None:
-        parts.append(f"rate {q['rate_limit']}/{float(q['rate_period']):g}s")
-    if q.get("priority_aging") is not None:
-        parts.append(f"aging {float(q['priority_aging']):g}s")
-    return ", ".join(parts) or "-"
-
-
 def _queues(data: Data) -> list[dict[str, Any]]:
     rows = data.app.admin.queues()
     for q in rows:
-        q["limits"] = limits_text(q)
+        q["limits"] = describe_limits(q, none="-")
     return rows
 
 
