@@ -144,7 +144,10 @@ def test_a_flooding_tenant_does_not_starve_another(
     wait_done(conn, schema, "reports", 310)
     b_positions = start_positions(conn, schema, "reports", "B")  # B's last must come early
     assert len(b_positions) == 10
-    assert b_positions[-1] < 60, f"B's jobs started at positions {b_positions} of 310"
+    # Strict alternation puts B's last near position 20, and first-come-first-served at
+    # 300 or later (starved). Claim batches and timing on a loaded machine move it (61 was
+    # seen once in CI): the bound only has to tell "alongside" from "after".
+    assert b_positions[-1] < 150, f"B's jobs started at positions {b_positions} of 310"
 
 
 def test_per_group_cap_holds_while_other_groups_run(
